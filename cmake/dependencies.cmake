@@ -1,0 +1,13 @@
+# Finds the system packages ndflow builds on (installed by tools/setup.sh).
+# Nothing is vendored: a missing package is an error telling what to run.
+find_package(dnnl CONFIG QUIET)
+if(NOT dnnl_FOUND)
+  message(FATAL_ERROR "oneDNN (libdnnl-dev) not found: run tools/setup.sh")
+endif()
+find_package(OpenMP REQUIRED COMPONENTS CXX)
+if(NDFLOW_BUILD_TESTS)
+  find_package(Catch2 2 QUIET)
+  if(NOT Catch2_FOUND)
+    message(FATAL_ERROR "Catch2 v2 (Debian package catch2) not found: run tools/setup.sh")
+  endif()
+endif()

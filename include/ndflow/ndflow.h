@@ -1,0 +1,29 @@
+// ndflow — a dataflow-graph deep learning engine. This one header is the C++ API.
+//
+//   #include <ndflow/ndflow.h>
+//   using namespace ndflow;
+//
+//   Tensor x = randn({64, 784});                       // eager tensors, computed now
+//   Tensor w = (randn({784, 10}) * 0.01).set_requires_grad();
+//   Tensor loss = cross_entropy(matmul(x, w), labels); // ops are free functions
+//   loss.backward();                                   // eager autograd
+//   {
+//     NoGradGuard no_grad;
+//     w.sub_(w.grad() * 0.1);                          // in-place update, not recorded
+//   }
+//   w.zero_grad();
+//
+// Core types: Tensor (core/tensor.h), DType, Shape, Device. Ops: ops/api.h.
+// Autograd: backward(), grad(), gradcheck() in runtime/autograd.h; NoGradGuard
+// and thread settings in runtime/eager.h. Errors: ndflow::Error and its
+// subclasses (core/error.h).
+#pragma once
+
+#include "core/dtype.h"
+#include "core/error.h"
+#include "core/op_registry.h"
+#include "core/shape.h"
+#include "core/tensor.h"
+#include "ops/api.h"
+#include "runtime/autograd.h"
+#include "runtime/eager.h"

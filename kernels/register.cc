@@ -1,0 +1,26 @@
+// The one table of kernel families per device. Adding a CPU family: write
+// kernels/cpu/<family>.cc with a register_<family>_kernels function and add it here.
+#include "core/op_registry.h"
+
+namespace ndflow {
+namespace cpu {
+void register_math_kernels(KernelRegistry& r);
+void register_reduce_kernels(KernelRegistry& r);
+void register_linalg_kernels(KernelRegistry& r);
+void register_array_kernels(KernelRegistry& r);
+void register_creation_kernels(KernelRegistry& r);
+void register_random_kernels(KernelRegistry& r);
+void register_nn_kernels(KernelRegistry& r);
+}  // namespace cpu
+
+void register_all_kernels(KernelRegistry& r) {
+  cpu::register_math_kernels(r);
+  cpu::register_reduce_kernels(r);
+  cpu::register_linalg_kernels(r);
+  cpu::register_array_kernels(r);
+  cpu::register_creation_kernels(r);
+  cpu::register_random_kernels(r);
+  cpu::register_nn_kernels(r);
+}
+
+}  // namespace ndflow

@@ -1,0 +1,210 @@
+// The C++ op API: one free function per op (primitive or composite), in
+// namespace ndflow. Each call runs eagerly, or adds a node when a graph is
+// being built. Axis arguments may be negative; an empty axis list means all axes.
+#pragma once
+
+#include <optional>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace ndflow {
+
+using Axes = std::vector<int64_t>;
+
+// ------------------------------------------------------------------ creation
+NDF_EXPORT Tensor zeros(const Shape& shape, DType dtype = DType::f32);
+NDF_EXPORT Tensor ones(const Shape& shape, DType dtype = DType::f32);
+NDF_EXPORT Tensor full(const Shape& shape, double value, DType dtype = DType::f32);
+NDF_EXPORT Tensor zeros_like(const Tensor& t);
+NDF_EXPORT Tensor ones_like(const Tensor& t);
+NDF_EXPORT Tensor full_like(const Tensor& t, double value);
+// A 0-d tensor holding `value`.
+NDF_EXPORT Tensor scalar(double value, DType dtype = DType::f32);
+// [start, stop) with `step`; the count is ceil((stop - start) / step).
+NDF_EXPORT Tensor arange(double start, double stop, double step = 1, DType dtype = DType::f32);
+NDF_EXPORT Tensor arange(int64_t n, DType dtype = DType::i64);
+NDF_EXPORT Tensor linspace(double start, double stop, int64_t num, DType dtype = DType::f32);
+NDF_EXPORT Tensor eye(int64_t n, std::optional<int64_t> m = std::nullopt, DType dtype = DType::f32);
+// A tensor copied from `values` with the given shape (row-major).
+NDF_EXPORT Tensor tensor(const std::vector<float>& values, const Shape& shape);
+NDF_EXPORT Tensor tensor(const std::vector<double>& values, const Shape& shape);
+NDF_EXPORT Tensor tensor(const std::vector<int32_t>& values, const Shape& shape);
+NDF_EXPORT Tensor tensor(const std::vector<int64_t>& values, const Shape& shape);
+NDF_EXPORT Tensor tensor(const std::vector<uint8_t>& values, const Shape& shape);
+NDF_EXPORT Tensor tensor(const std::vector<bool>& values, const Shape& shape);
+// 1-d tensors.
+NDF_EXPORT Tensor tensor(const std::vector<float>& values);
+NDF_EXPORT Tensor tensor(const std::vector<double>& values);
+NDF_EXPORT Tensor tensor(const std::vector<int64_t>& values);
+
+// -------------------------------------------------------------------- random
+// A seedable counter-based generator (Philox): the same seed gives the same
+// numbers. Each draw advances the counter by the numbers it consumed.
+class NDF_EXPORT Generator {
+ public:
+  explicit Generator(uint64_t seed = 0) : seed_(seed) {}
+  void manual_seed(uint64_t seed) { seed_ = seed; offset_ = 0; }
+  uint64_t seed() const { return seed_; }
+  uint64_t offset() const { return offset_; }
+  // Reserves `n` counter values and returns the first.
+  uint64_t advance(uint64_t n) { uint64_t o = offset_; offset_ += (n + 3) / 4 * 4; return o; }
+
+ private:
+  uint64_t seed_ = 0, offset_ = 0;
+};
+NDF_EXPORT Generator& default_generator();
+NDF_EXPORT void manual_seed(uint64_t seed);  // seeds the default generator
+
+NDF_EXPORT Tensor uniform(const Shape& shape, double low = 0, double high = 1,
+                          DType dtype = DType::f32, Generator* gen = nullptr);
+NDF_EXPORT Tensor normal(const Shape& shape, double mean = 0, double std = 1,
+                         DType dtype = DType::f32, Generator* gen = nullptr);
+NDF_EXPORT Tensor randn(const Shape& shape, DType dtype = DType::f32, Generator* gen = nullptr);
+NDF_EXPORT Tensor rand(const Shape& shape, DType dtype = DType::f32, Generator* gen = nullptr);
+// 1 with probability p, else 0.
+NDF_EXPORT Tensor bernoulli(const Shape& shape, double p, DType dtype = DType::f32,
+                            Generator* gen = nullptr);
+// Integers uniform in [low, high).
+NDF_EXPORT Tensor randint(int64_t low, int64_t high, const Shape& shape, DType dtype = DType::i64,
+                          Generator* gen = nullptr);
+
+// -------------------------------------------------------- elementwise unary
+NDF_EXPORT Tensor neg(const Tensor& x);
+NDF_EXPORT Tensor abs(const Tensor& x);
+NDF_EXPORT Tensor exp(const Tensor& x);
+NDF_EXPORT Tensor log(const Tensor& x);
+NDF_EXPORT Tensor log1p(const Tensor& x);
+NDF_EXPORT Tensor sqrt(const Tensor& x);
+NDF_EXPORT Tensor rsqrt(const Tensor& x);
+NDF_EXPORT Tensor square(const Tensor& x);
+NDF_EXPORT Tensor sin(const Tensor& x);
+NDF_EXPORT Tensor cos(const Tensor& x);
+NDF_EXPORT Tensor tanh(const Tensor& x);
+NDF_EXPORT Tensor sigmoid(const Tensor& x);
+NDF_EXPORT Tensor relu(const Tensor& x);
+NDF_EXPORT Tensor leaky_relu(const Tensor& x, double negative_slope = 0.01);
+NDF_EXPORT Tensor gelu(const Tensor& x);  // exact: x * Phi(x)
+NDF_EXPORT Tensor silu(const Tensor& x);  // x * sigmoid(x)
+NDF_EXPORT Tensor softplus(const Tensor& x);  // log(1 + exp(x)), computed stably
+NDF_EXPORT Tensor sign(const Tensor& x);
+NDF_EXPORT Tensor floor(const Tensor& x);
+NDF_EXPORT Tensor ceil(const Tensor& x);
+NDF_EXPORT Tensor round(const Tensor& x);  // half to even, like NumPy
+NDF_EXPORT Tensor logical_not(const Tensor& x);
+
+// ------------------------------------------------------- elementwise binary
+NDF_EXPORT Tensor add(const Tensor& a, const Tensor& b);
+NDF_EXPORT Tensor sub(const Tensor& a, const Tensor& b);
+NDF_EXPORT Tensor mul(const Tensor& a, const Tensor& b);
+NDF_EXPORT Tensor div(const Tensor& a, const Tensor& b);  // true division (ints give f32)
+NDF_EXPORT Tensor pow(const Tensor& a, const Tensor& b);
+NDF_EXPORT Tensor maximum(const Tensor& a, const Tensor& b);
+NDF_EXPORT Tensor minimum(const Tensor& a, const Tensor& b);
+NDF_EXPORT Tensor eq(const Tensor& a, const Tensor& b);
+NDF_EXPORT Tensor ne(const Tensor& a, const Tensor& b);
+NDF_EXPORT Tensor lt(const Tensor& a, const Tensor& b);
+NDF_EXPORT Tensor le(const Tensor& a, const Tensor& b);
+NDF_EXPORT Tensor gt(const Tensor& a, const Tensor& b);
+NDF_EXPORT Tensor ge(const Tensor& a, const Tensor& b);
+NDF_EXPORT Tensor logical_and(const Tensor& a, const Tensor& b);
+NDF_EXPORT Tensor logical_or(const Tensor& a, const Tensor& b);
+// cond ? a : b, broadcasting all three; cond must be bool.
+NDF_EXPORT Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+NDF_EXPORT Tensor clamp(const Tensor& x, std::optional<double> lo, std::optional<double> hi);
+
+// Operators. A scalar operand takes the tensor's dtype when that is floating
+// (as in PyTorch: `x_f32 * 2.0` stays f32).
+NDF_EXPORT Tensor operator+(const Tensor& a, const Tensor& b);
+NDF_EXPORT Tensor operator-(const Tensor& a, const Tensor& b);
+NDF_EXPORT Tensor operator*(const Tensor& a, const Tensor& b);
+NDF_EXPORT Tensor operator/(const Tensor& a, const Tensor& b);
+NDF_EXPORT Tensor operator-(const Tensor& a);
+NDF_EXPORT Tensor operator+(const Tensor& a, double b);
+NDF_EXPORT Tensor operator-(const Tensor& a, double b);
+NDF_EXPORT Tensor operator*(const Tensor& a, double b);
+NDF_EXPORT Tensor operator/(const Tensor& a, double b);
+NDF_EXPORT Tensor operator+(double a, const Tensor& b);
+NDF_EXPORT Tensor operator-(double a, const Tensor& b);
+NDF_EXPORT Tensor operator*(double a, const Tensor& b);
+NDF_EXPORT Tensor operator/(double a, const Tensor& b);
+NDF_EXPORT Tensor operator==(const Tensor& a, const Tensor& b);
+NDF_EXPORT Tensor operator!=(const Tensor& a, const Tensor& b);
+NDF_EXPORT Tensor operator<(const Tensor& a, const Tensor& b);
+NDF_EXPORT Tensor operator<=(const Tensor& a, const Tensor& b);
+NDF_EXPORT Tensor operator>(const Tensor& a, const Tensor& b);
+NDF_EXPORT Tensor operator>=(const Tensor& a, const Tensor& b);
+NDF_EXPORT Tensor operator>(const Tensor& a, double b);
+NDF_EXPORT Tensor operator<(const Tensor& a, double b);
+// The scalar as a 0-d tensor of the dtype a binary op with `like` should use.
+NDF_EXPORT Tensor scalar_like(double value, const Tensor& like);
+
+// ---------------------------------------------------------------- reductions
+NDF_EXPORT Tensor sum(const Tensor& x, const Axes& axes = {}, bool keepdims = false);
+NDF_EXPORT Tensor mean(const Tensor& x, const Axes& axes = {}, bool keepdims = false);
+NDF_EXPORT Tensor prod(const Tensor& x, const Axes& axes = {}, bool keepdims = false);
+NDF_EXPORT Tensor max(const Tensor& x, const Axes& axes = {}, bool keepdims = false);
+NDF_EXPORT Tensor min(const Tensor& x, const Axes& axes = {}, bool keepdims = false);
+// Index of the first maximum along `axis` (flattened when nullopt), i64.
+NDF_EXPORT Tensor argmax(const Tensor& x, std::optional<int64_t> axis = std::nullopt, bool keepdims = false);
+NDF_EXPORT Tensor argmin(const Tensor& x, std::optional<int64_t> axis = std::nullopt, bool keepdims = false);
+// Variance with `correction` (1 = unbiased, like torch.var's default).
+NDF_EXPORT Tensor var(const Tensor& x, const Axes& axes = {}, bool keepdims = false, int64_t correction = 1);
+NDF_EXPORT Tensor std(const Tensor& x, const Axes& axes = {}, bool keepdims = false, int64_t correction = 1);
+NDF_EXPORT Tensor logsumexp(const Tensor& x, const Axes& axes = {}, bool keepdims = false);
+// Sums `x` down to the shape of `like` (undoing a broadcast); used by gradients.
+NDF_EXPORT Tensor sum_to_like(const Tensor& x, const Tensor& like);
+
+// ------------------------------------------------------------ linear algebra
+// NumPy matmul: 1-d operands are promoted and the added dim removed; batch
+// dims broadcast.
+NDF_EXPORT Tensor matmul(const Tensor& a, const Tensor& b);
+
+// -------------------------------------------------------------- shape/array
+NDF_EXPORT Tensor reshape(const Tensor& x, const Shape& shape);  // one dim may be -1
+NDF_EXPORT Tensor transpose(const Tensor& x, int64_t a, int64_t b);
+NDF_EXPORT Tensor permute(const Tensor& x, const Axes& axes);
+NDF_EXPORT Tensor squeeze(const Tensor& x, const Axes& axes = {});  // {} = all size-1 axes
+NDF_EXPORT Tensor unsqueeze(const Tensor& x, int64_t axis);
+NDF_EXPORT Tensor expand(const Tensor& x, const Shape& shape);  // -1 keeps a dim
+NDF_EXPORT Tensor broadcast_to(const Tensor& x, const Shape& shape);
+// Broadcasts `x` to the shape of `like`; used by gradients.
+NDF_EXPORT Tensor broadcast_like(const Tensor& x, const Tensor& like);
+// Python-style slice along one axis (negative start/stop count from the end,
+// clamped to the bounds; step > 0).
+NDF_EXPORT Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t stop, int64_t step = 1);
+NDF_EXPORT Tensor concat(const std::vector<Tensor>& xs, int64_t axis = 0);
+NDF_EXPORT Tensor stack(const std::vector<Tensor>& xs, int64_t axis = 0);
+// Splits into pieces of the given sizes (must sum to the axis length).
+NDF_EXPORT std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t axis = 0);
+// Splits into `sections` equal pieces (the axis length must divide).
+NDF_EXPORT std::vector<Tensor> split(const Tensor& x, int64_t sections, int64_t axis = 0);
+// out[..., i, ...] = x[..., index[i], ...] along `axis`; index is 1-d i32/i64.
+NDF_EXPORT Tensor index_select(const Tensor& x, int64_t axis, const Tensor& index);
+// torch.gather: out has index's shape; out[i][j] = x[index[i][j]][j] for axis 0, etc.
+NDF_EXPORT Tensor gather(const Tensor& x, int64_t axis, const Tensor& index);
+// torch.scatter_add: a copy of x with src[i][j] added at x[index[i][j]][j] (axis 0).
+NDF_EXPORT Tensor scatter_add(const Tensor& x, int64_t axis, const Tensor& index, const Tensor& src);
+// Pads with (before, after) per axis, from the first axis; mode "constant"
+// (with `value`), "reflect" or "replicate".
+NDF_EXPORT Tensor pad(const Tensor& x, const std::vector<std::pair<int64_t, int64_t>>& widths,
+                      const std::string& mode = "constant", double value = 0);
+NDF_EXPORT Tensor one_hot(const Tensor& labels, int64_t num_classes, DType dtype = DType::f32);
+NDF_EXPORT Tensor cast(const Tensor& x, DType dtype);
+NDF_EXPORT Tensor contiguous(const Tensor& x);
+NDF_EXPORT Tensor flatten(const Tensor& x, int64_t start_axis = 0, int64_t end_axis = -1);
+
+// -------------------------------------------------------------------- nn
+NDF_EXPORT Tensor softmax(const Tensor& x, int64_t axis = -1);
+NDF_EXPORT Tensor log_softmax(const Tensor& x, int64_t axis = -1);
+enum class Reduction { Mean, Sum, None };
+// logits [N, C] (or [N, C, d...]) with integer labels [N] ([N, d...]).
+NDF_EXPORT Tensor cross_entropy(const Tensor& logits, const Tensor& labels,
+                                Reduction reduction = Reduction::Mean);
+NDF_EXPORT Tensor mse_loss(const Tensor& pred, const Tensor& target,
+                           Reduction reduction = Reduction::Mean);
+// Zeroes elements with probability p and scales the rest by 1/(1-p) when
+// `training`; the identity otherwise.
+NDF_EXPORT Tensor dropout(const Tensor& x, double p, bool training, Generator* gen = nullptr);
+
+}  // namespace ndflow
