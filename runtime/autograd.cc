@@ -204,11 +204,9 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots,
       std::vector<Tensor> ins(n->inputs.size()), outs(n->outputs.size());
       for (size_t i = 0; i < ins.size(); ++i) ins[i] = n->inputs[i].tensor;
       for (size_t j = 0; j < outs.size(); ++j) outs[j] = n->outputs[j].tensor;
-      std::vector<bool> needs_vec(n->next.size());
-      for (size_t i = 0; i < n->next.size(); ++i) needs_vec[i] = n->next[i].valid();
-      std::unique_ptr<bool[]> needs(new bool[needs_vec.size()]);
-      for (size_t i = 0; i < needs_vec.size(); ++i) needs[i] = needs_vec[i];
-      GradContext ctx(*n->op, ins, outs, s.grads, n->attrs, {needs.get(), needs_vec.size()});
+      std::unique_ptr<bool[]> needs(new bool[n->next.size()]);  // not vector<bool>: a span needs bools
+      for (size_t i = 0; i < n->next.size(); ++i) needs[i] = n->next[i].valid();
+      GradContext ctx(*n->op, ins, outs, s.grads, n->attrs, {needs.get(), n->next.size()});
       in_grads = n->op->grad_fn()(ctx);
       NDF_CHECK(in_grads.size() == n->next.size(), InternalError, "[", n->op->name(),
                 "] gradient returned ", in_grads.size(), " tensors for ", n->next.size(), " inputs");

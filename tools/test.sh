@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Sets up what is missing, builds, and runs every test. Non-zero exit on any failure.
+#   tools/test.sh            the whole suite (what CI runs)
+#   NDFLOW_PRESET=asan tools/test.sh   the same under ASan+UBSan (slow; not for CI)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+tools/setup.sh
+tools/build.sh
+preset=${NDFLOW_PRESET:-default}
+builddir=$([ "$preset" = default ] && echo build || echo "build-$preset")
+
+echo "== C++ tests (ctest)"
+ctest --preset "$preset" -j2 --timeout 600
+
+echo "== C++ example built against the installed package"
+"$builddir/examples/mlp_synthetic" --steps 200 --quiet
+
+echo "== all tests passed in $(( $(date +%s) - start )) s"
