@@ -134,9 +134,39 @@ Attrs OpDef::complete_attrs(const Attrs& given) const {
   return out;
 }
 
+bool OpDef::promotes_input(size_t i) const {
+  return promote_ && (promote_which_.empty() ||
+                      std::find(promote_which_.begin(), promote_which_.end(), static_cast<int>(i)) !=
+                          promote_which_.end());
+}
+
+DType OpDef::promoted_dtype(std::span<const TensorMeta> inputs) const {
+  bool first = true;
+  DType common = DType::f32;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!promotes_input(i)) continue;
+    common = first ? inputs[i].dtype : promote_types(common, inputs[i].dtype);
+    first = false;
+  }
+  if (promote_to_float_ && !is_floating(common)) common = DType::f32;
+  return common;
+}
+
 std::vector<TensorMeta> OpDef::run_infer(std::span<const TensorMeta> inputs,
                                          const Attrs& attrs) const {
   NDF_CHECK(static_cast<bool>(infer_), InternalError, "[", name_, "] has no infer function");
+  if (promote_) {  // infer sees the inputs as the kernel will: already promoted
+    DType common = promoted_dtype(inputs);
+    bool differs = false;
+    for (size_t i = 0; i < inputs.size(); ++i)
+      differs |= promotes_input(i) && inputs[i].dtype != common;
+    if (differs) {
+      std::vector<TensorMeta> promoted(inputs.begin(), inputs.end());
+      for (size_t i = 0; i < promoted.size(); ++i)
+        if (promotes_input(i)) promoted[i].dtype = common;
+      return infer_(InferContext{*this, promoted, attrs});
+    }
+  }
   return infer_(InferContext{*this, inputs, attrs});
 }
 

@@ -188,8 +188,10 @@ class NDF_EXPORT OpDef {
   ViewFn view_fn() const { return view_; }
   bool is_view() const { return view_ != nullptr; }
   bool promotes() const { return promote_; }
-  const std::vector<int>& promoted_inputs() const { return promote_which_; }
-  bool promotes_to_float() const { return promote_to_float_; }
+  bool promotes_input(size_t i) const;
+  // The dtype promoted inputs are cast to, given all input dtypes (only
+  // meaningful when promotes()).
+  DType promoted_dtype(std::span<const TensorMeta> inputs) const;
   bool saves_input(size_t i) const;
   bool saves_output(size_t i) const;
   bool is_elementwise() const { return elementwise_; }

@@ -221,8 +221,11 @@ Tensor& Tensor::fill_(double value) { return copy_(scalar(value, dtype())); }
 
 Tensor& Tensor::add_(const Tensor& other, double alpha) {
   static const OpDef& add_op = op_def("add");
-  NoGradGuard ng;  // the scaled operand is a temporary, not part of any graph
-  Tensor o = alpha == 1.0 ? other : ndflow::mul(other, scalar_like(alpha, other));
+  Tensor o = other;
+  if (alpha != 1.0) {
+    NoGradGuard ng;  // the scaled operand is a temporary, not part of any graph
+    o = ndflow::mul(other, scalar_like(alpha, other));
+  }
   Tensor ins[2] = {*this, o};
   call_op_into(add_op, ins, {}, *this);
   return *this;

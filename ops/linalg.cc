@@ -73,7 +73,15 @@ Grads grad_matmul(G g) {
     if (a_vec) ga = squeeze(ga, {0});
   }
   if (g.needs_input_grad(1)) {
-    gb = sum_to_like(matmul(transpose(a2, -1, -2), go), b2);
+    if (b2.rank() == 2 && a2.rank() > 2) {
+      // A matrix applied to a batch (a Linear layer on [B, T, D]): the sum
+      // over the batch of A_i^T g_i is one GEMM over the stacked rows,
+      // instead of a batch of products and a reduction.
+      int64_t last = a2.rank() - 2;
+      gb = matmul(transpose(flatten(a2, 0, last), 0, 1), flatten(go, 0, last));
+    } else {
+      gb = sum_to_like(matmul(transpose(a2, -1, -2), go), b2);
+    }
     if (b_vec) gb = squeeze(gb, {1});
   }
   return {ga, gb};

@@ -28,26 +28,21 @@ const OpDef& cast_op() {
 // Casts the inputs the OpDef promotes to their common dtype. Returns false when
 // nothing needs a cast (the common case, kept allocation-free).
 bool promote(const OpDef& op, std::span<const Tensor> in, std::vector<Tensor>& out) {
-  const auto& which = op.promoted_inputs();
-  auto promoted = [&](size_t i) {
-    return which.empty() || std::find(which.begin(), which.end(), static_cast<int>(i)) != which.end();
-  };
-  bool first = true;
-  DType common = DType::boolean;
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (!promoted(i)) continue;
-    common = first ? in[i].dtype() : promote_types(common, in[i].dtype());
-    first = false;
+  TensorMeta metas[8];
+  std::vector<TensorMeta> heap;
+  std::span<TensorMeta> m(metas, std::min<size_t>(in.size(), 8));
+  if (in.size() > 8) {
+    heap.resize(in.size());
+    m = heap;
   }
-  if (first) return false;
-  if (op.promotes_to_float() && !is_floating(common)) common = DType::f32;
+  for (size_t i = 0; i < in.size(); ++i) m[i].dtype = in[i].dtype();
+  DType common = op.promoted_dtype(m);
   bool any = false;
-  for (size_t i = 0; i < in.size(); ++i)
-    if (promoted(i) && in[i].dtype() != common) any = true;
+  for (size_t i = 0; i < in.size(); ++i) any |= op.promotes_input(i) && in[i].dtype() != common;
   if (!any) return false;
   out.assign(in.begin(), in.end());
   for (size_t i = 0; i < in.size(); ++i)
-    if (promoted(i) && in[i].dtype() != common)
+    if (op.promotes_input(i) && in[i].dtype() != common)
       out[i] = call_op1(cast_op(), {in[i]}, Attrs{{"dtype", common}});
   return true;
 }

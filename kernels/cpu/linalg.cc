@@ -243,9 +243,12 @@ void matmul(KernelContext& ctx) {
   Tensor& out = ctx.output(0);
   if (out.numel() == 0) return;
   dispatch_float(a_in.dtype(), "matmul", [&]<typename T>() {
-    // A freshly allocated output is contiguous; one written in place (a view)
-    // may not be, and then the product goes through a temporary.
-    Tensor c = out.is_contiguous() ? out : Tensor::empty(out.shape(), out.dtype(), out.device());
+    // A freshly allocated output is contiguous; one written in place (a view,
+    // perhaps of an operand) may not be or may overlap the operands, and then
+    // the product goes through a temporary.
+    auto& st = out.impl()->storage;
+    bool direct = out.is_contiguous() && st != a_in.impl()->storage && st != b_in.impl()->storage;
+    Tensor c = direct ? out : Tensor::empty(out.shape(), out.dtype(), out.device());
     Tensor a = a_in, b = b_in;
     if constexpr (std::is_same_v<T, float>) {
       if (!blas_layout(matrix_of(a, true)).ok) a = packed_copy<T>(a, ctx.num_threads);

@@ -59,11 +59,11 @@ SampleList math_samples() {
   Tensor b = f64({3}, {1.0, 1.0, -3.0});
   s.push_back({"eq", {a, b}, {}, {boolean({2, 3}, {false, true, false, false, true, false})}});
   s.push_back({"ne", {a, b}, {}, {boolean({2, 3}, {true, false, true, true, false, true})}});
-  s.push_back({"lt", {a, b}, {}, {boolean({2, 3}, {true, false, false, false, false, true})}});
-  s.push_back({"le", {a, b}, {}, {boolean({2, 3}, {true, true, false, false, true, true})}});
-  s.push_back({"gt", {a, b}, {}, {boolean({2, 3}, {false, false, true, true, false, false})}});
+  s.push_back({"lt", {a, b}, {}, {boolean({2, 3}, {true, false, false, false, false, false})}});
+  s.push_back({"le", {a, b}, {}, {boolean({2, 3}, {true, true, false, false, true, false})}});
+  s.push_back({"gt", {a, b}, {}, {boolean({2, 3}, {false, false, true, true, false, true})}});
   s.push_back({"ge", {a, tensor(std::vector<int32_t>{1, 1, -3}, {3})}, {},
-               {boolean({2, 3}, {false, true, true, true, true, false})}});
+               {boolean({2, 3}, {false, true, true, true, true, true})}});
   Tensor p = boolean({2, 2}, {true, true, false, false});
   Tensor q = boolean({2}, {true, false});
   s.push_back({"logical_and", {p, q}, {}, {boolean({2, 2}, {true, false, false, false})}});

@@ -31,8 +31,8 @@ TEST_CASE("f16 and bf16 round-trip and round to nearest even", "[core]") {
   }
   CHECK(std::isinf(static_cast<float>(Half(70000.0f))));
   CHECK(std::isnan(static_cast<float>(Half(std::numeric_limits<float>::quiet_NaN()))));
-  CHECK(static_cast<float>(Half(1.0f + 1.0f / 4096)) == 1.0f);           // tie -> even
-  CHECK(static_cast<float>(Half(1.0f + 3.0f / 4096)) == 1.0f + 1.0f / 512);  // tie -> even (up)
+  CHECK(static_cast<float>(Half(1.0f + 1.0f / 2048)) == 1.0f);           // tie -> even (down)
+  CHECK(static_cast<float>(Half(1.0f + 3.0f / 2048)) == 1.0f + 1.0f / 512);  // tie -> even (up)
   CHECK(static_cast<float>(BFloat16(1.0f)) == 1.0f);
   CHECK(static_cast<float>(BFloat16(3.140625f)) == 3.140625f);
   CHECK(static_cast<float>(BFloat16(1.00390625f)) == 1.0f);  // tie -> even

@@ -1,0 +1,443 @@
+// CPU kernels of softmax, log_softmax, cross_entropy and their backward ops
+// (ops/nn.cc).
+// A tensor is viewed as [outer, L, inner] around the reduced axis. When the
+// axis is innermost each row is contiguous and the loops vectorize along it;
+// otherwise blocks of up to kColBlock neighbouring columns are processed
+// together so the loops vectorize across columns instead. Both are parallel
+// over rows/blocks for large inputs. Numerically stable: exponents are taken
+// of x - max(x), which is <= 0.
+#include <bit>
+#include <cmath>
+#include <limits>
+
+#include "core/op_registry.h"
+#include "kernels/cpu/loops.h"
+#include "kernels/cpu/parallel.h"
+
+namespace ndflow::cpu {
+
+namespace {
+
+// e^x in f32 without a libm call, so that the loops around it vectorize
+// (glibc's vector exp is only declared under -ffast-math). Cephes' expf:
+// x = n ln2 + r with |r| <= ln2/2, e^r by a degree-6 polynomial, 2^n built in
+// the exponent bits; about 1 ulp. Below -87.3 the result is flushed to 0
+// (e^-87.3 is the smallest normal float); softmax never needs more.
+inline float exp_f32(float x) {
+  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  float xc = std::min(std::max(x, -87.33f), 88.37f);
+  float t = xc * 1.44269504088896341f + kMagic;
+  float n = t - kMagic;
+  float r = xc - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  uint32_t bits = (std::bit_cast<uint32_t>(t) - std::bit_cast<uint32_t>(kMagic) + 127u) << 23;
+  float y = p * std::bit_cast<float>(bits);
+  y = x < -87.33f ? 0.0f : y;
+  y = x > 88.72f ? std::numeric_limits<float>::infinity() : y;
+  return x != x ? x : y;
+}
+
+template <typename T>
+inline T exp_t(T x) {
+  if constexpr (std::is_same_v<T, float>) return exp_f32(x);
+  else return std::exp(x);
+}
+
+// Columns processed together when the reduced axis is not innermost.
+constexpr int64_t kColBlock = 256;
+
+struct AxisGeom {
+  int64_t outer = 1, L = 1, inner = 1;
+};
+AxisGeom axis_geom(const Shape& s, int64_t axis) {
+  AxisGeom g;
+  for (int64_t d = 0; d < static_cast<int64_t>(s.size()); ++d) {
+    if (d < axis) g.outer *= s[d];
+    else if (d == axis) g.L = s[d];
+    else g.inner *= s[d];
+  }
+  return g;
+}
+
+// Calls row(r) for every row of an innermost-axis reduction.
+template <typename F>
+void for_rows(const AxisGeom& g, int threads, F row) {
+  parallel_for(g.outer, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(g.L, 1)), threads,
+               [&](int64_t lo, int64_t hi) {
+                 for (int64_t r = lo; r < hi; ++r) row(r * g.L);
+               });
+}
+
+// Calls cols(base, width) for every block of columns of a strided reduction;
+// element l of column j of the block is at base + l * inner + j.
+template <typename F>
+void for_col_blocks(const AxisGeom& g, int threads, F cols) {
+  int64_t nblk = (g.inner + kColBlock - 1) / kColBlock;
+  int64_t grain = std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(g.L * kColBlock, 1));
+  parallel_for(g.outer * nblk, grain, threads, [&](int64_t lo, int64_t hi) {
+    for (int64_t u = lo; u < hi; ++u) {
+      int64_t o = u / nblk, j0 = (u % nblk) * kColBlock;
+      cols(o * g.L * g.inner + j0, std::min(kColBlock, g.inner - j0));
+    }
+  });
+}
+
+// ------------------------------------------------------------- forward
+
+template <typename T>
+T row_max(const T* x, int64_t n) {
+  T m = -std::numeric_limits<T>::infinity();
+#pragma omp simd reduction(max : m)
+  for (int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
+  return m;
+}
+
+template <typename T>
+T row_sum_exp(const T* x, int64_t n, T m) {
+  T s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) s += exp_t(x[i] - m);
+  return s;
+}
+
+// Per column j < w of a block: m[j] = max over l of x[l*stride + j] and
+// s[j] = sum over l of exp(x - m[j]).
+template <typename T>
+void cols_max_sum_exp(const T* x, int64_t L, int64_t stride, int64_t w, T* m, T* s) {
+  std::fill_n(m, w, -std::numeric_limits<T>::infinity());
+  std::fill_n(s, w, T(0));
+  for (int64_t l = 0; l < L; ++l) {
+    const T* xl = x + l * stride;
+#pragma omp simd
+    for (int64_t j = 0; j < w; ++j) m[j] = xl[j] > m[j] ? xl[j] : m[j];
+  }
+  for (int64_t l = 0; l < L; ++l) {
+    const T* xl = x + l * stride;
+#pragma omp simd
+    for (int64_t j = 0; j < w; ++j) s[j] += exp_t(xl[j] - m[j]);
+  }
+}
+
+template <typename T, bool Log>
+void softmax_row(const T* x, T* y, int64_t n) {
+  T m = row_max(x, n);
+  if constexpr (Log) {
+    // (x - m) - log(s), not x - (m + log s): the latter rounds log(s) to the
+    // precision of m, which loses digits when |m| is large.
+    T log_s = std::log(row_sum_exp(x, n, m));
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - m) - log_s;
+  } else {
+    T s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < n; ++i) {
+      T e = exp_t(x[i] - m);
+      y[i] = e;
+      s += e;
+    }
+    T inv = T(1) / s;
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) y[i] *= inv;
+  }
+}
+
+template <typename T, bool Log>
+void softmax_cols(const T* x, T* y, int64_t L, int64_t stride, int64_t w) {
+  T m[kColBlock], s[kColBlock];
+  cols_max_sum_exp(x, L, stride, w, m, s);
+  for (int64_t j = 0; j < w; ++j) s[j] = Log ? std::log(s[j]) : T(1) / s[j];
+  for (int64_t l = 0; l < L; ++l) {
+    const T* xl = x + l * stride;
+    T* yl = y + l * stride;
+    if constexpr (Log) {
+#pragma omp simd
+      for (int64_t j = 0; j < w; ++j) yl[j] = (xl[j] - m[j]) - s[j];
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < w; ++j) yl[j] = exp_t(xl[j] - m[j]) * s[j];
+    }
+  }
+}
+
+// ------------------------------------------------------------ backward
+// softmax:     dx = y * (g - sum(g * y))
+// log_softmax: dx = g - exp(y) * sum(g)
+
+template <typename T, bool Log>
+void backward_row(const T* y, const T* g, T* dx, int64_t n) {
+  T s = 0;
+  if constexpr (Log) {
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < n; ++i) s += g[i];
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) dx[i] = g[i] - exp_t(y[i]) * s;
+  } else {
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < n; ++i) s += g[i] * y[i];
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) dx[i] = y[i] * (g[i] - s);
+  }
+}
+
+template <typename T, bool Log>
+void backward_cols(const T* y, const T* g, T* dx, int64_t L, int64_t stride, int64_t w) {
+  T s[kColBlock];
+  std::fill_n(s, w, T(0));
+  for (int64_t l = 0; l < L; ++l) {
+    const T* yl = y + l * stride;
+    const T* gl = g + l * stride;
+#pragma omp simd
+    for (int64_t j = 0; j < w; ++j) s[j] += Log ? gl[j] : gl[j] * yl[j];
+  }
+  for (int64_t l = 0; l < L; ++l) {
+    const T* yl = y + l * stride;
+    const T* gl = g + l * stride;
+    T* dl = dx + l * stride;
+#pragma omp simd
+    for (int64_t j = 0; j < w; ++j)
+      dl[j] = Log ? gl[j] - exp_t(yl[j]) * s[j] : yl[j] * (gl[j] - s[j]);
+  }
+}
+
+// ------------------------------------------------------------- kernels
+
+// The kernels run on dense row-major buffers; other layouts are copied in (and
+// the result copied out), which costs one pass against the op's three.
+template <typename T>
+Tensor dense(const Tensor& t, int threads) {
+  if (t.is_contiguous()) return t;
+  Tensor out = Tensor::empty(t.shape(), t.dtype(), t.device());
+  unary_loop<T, T>(out, t, threads, [](T v) { return v; });
+  return out;
+}
+
+template <typename T>
+void write_back(const Tensor& result, Tensor& out, int threads) {
+  if (!result.same(out)) unary_loop<T, T>(out, result, threads, [](T v) { return v; });
+}
+
+template <bool Log>
+void softmax_forward(KernelContext& c) {
+  const Tensor& x_in = c.input(0);
+  Tensor& out = c.output(0);
+  int64_t axis = normalize_axis(c.attrs.get<int64_t>("axis", -1), x_in.rank(), c.op.name());
+  if (out.numel() == 0) return;
+  dispatch_float(x_in.dtype(), c.op.name(), [&]<typename T>() {
+    Tensor x = dense<T>(x_in, c.num_threads);
+    Tensor y = out.is_contiguous() ? out : Tensor::empty(out.shape(), out.dtype(), out.device());
+    AxisGeom g = axis_geom(x.shape(), axis);
+    const T* xp = x.template data<T>();
+    T* yp = y.template data<T>();
+    if (g.inner == 1) {
+      for_rows(g, c.num_threads, [&](int64_t base) { softmax_row<T, Log>(xp + base, yp + base, g.L); });
+    } else {
+      for_col_blocks(g, c.num_threads, [&](int64_t base, int64_t w) {
+        softmax_cols<T, Log>(xp + base, yp + base, g.L, g.inner, w);
+      });
+    }
+    write_back<T>(y, out, c.num_threads);
+  });
+}
+
+template <bool Log>
+void softmax_backward(KernelContext& c) {
+  const Tensor& y_in = c.input(0);
+  const Tensor& g_in = c.input(1);
+  Tensor& out = c.output(0);
+  int64_t axis = normalize_axis(c.attrs.get<int64_t>("axis", -1), y_in.rank(), c.op.name());
+  if (out.numel() == 0) return;
+  dispatch_float(y_in.dtype(), c.op.name(), [&]<typename T>() {
+    Tensor y = dense<T>(y_in, c.num_threads), g = dense<T>(g_in, c.num_threads);
+    Tensor dx = out.is_contiguous() ? out : Tensor::empty(out.shape(), out.dtype(), out.device());
+    AxisGeom geo = axis_geom(y.shape(), axis);
+    const T* yp = y.template data<T>();
+    const T* gp = g.template data<T>();
+    T* dp = dx.template data<T>();
+    if (geo.inner == 1) {
+      for_rows(geo, c.num_threads, [&](int64_t base) {
+        backward_row<T, Log>(yp + base, gp + base, dp + base, geo.L);
+      });
+    } else {
+      for_col_blocks(geo, c.num_threads, [&](int64_t base, int64_t w) {
+        backward_cols<T, Log>(yp + base, gp + base, dp + base, geo.L, geo.inner, w);
+      });
+    }
+    write_back<T>(dx, out, c.num_threads);
+  });
+}
+
+// ------------------------------------------------------- cross_entropy
+// logits [N, C, inner] (inner = product of the trailing dims), labels
+// [N, inner]. Per sample: loss = log(sum(exp(x - m))) + m - x[label], and the
+// gradient (softmax - onehot) * weight, where weight is the output gradient
+// (divided by the sample count for 'mean').
+
+enum class Red { Mean, Sum, None };
+Red reduction_of(const Attrs& a) {
+  std::string r = a.get<std::string>("reduction", "mean");
+  return r == "sum" ? Red::Sum : r == "none" ? Red::None : Red::Mean;
+}
+
+template <typename Fn>
+void dispatch_label(DType t, Fn&& fn) {
+  switch (t) {
+    case DType::i32: return fn.template operator()<int32_t>();
+    case DType::i64: return fn.template operator()<int64_t>();
+    case DType::u8: return fn.template operator()<uint8_t>();
+    default: fail<TypeError>("[cross_entropy] labels must be i32, i64 or u8, got ", dtype_name(t));
+  }
+}
+
+struct CeGeom {
+  int64_t N = 1, C = 1, inner = 1;
+  int64_t samples() const { return N * inner; }
+};
+CeGeom ce_geom(const Shape& logits) {
+  if (logits.size() == 1) return {1, logits[0], 1};
+  CeGeom g{logits[0], logits[1], 1};
+  for (size_t d = 2; d < logits.size(); ++d) g.inner *= logits[d];
+  return g;
+}
+
+template <typename L>
+int64_t checked_label(const L* labels, int64_t i, int64_t C) {
+  auto v = static_cast<int64_t>(labels[i]);
+  if (v < 0 || v >= C) [[unlikely]]
+    fail<IndexError>("[cross_entropy] label ", v, " at flat position ", i, " is out of range for ",
+                     C, " classes (valid: 0..", C - 1, ")");
+  return v;
+}
+
+// Calls fn(n, j0, w) for blocks of samples: columns [j0, j0 + w) of row n,
+// up to kColBlock of them (one sample, j0 = 0, when inner == 1).
+template <typename F>
+void for_ce_blocks(const CeGeom& g, int threads, F fn) {
+  int64_t nblk = (g.inner + kColBlock - 1) / kColBlock;
+  int64_t work = g.C * std::min(g.inner, kColBlock);
+  parallel_for(g.N * nblk, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(work, 1)), threads,
+               [&](int64_t lo, int64_t hi) {
+                 for (int64_t u = lo; u < hi; ++u) {
+                   int64_t n = u / nblk, j0 = (u % nblk) * kColBlock;
+                   fn(n, j0, std::min(kColBlock, g.inner - j0));
+                 }
+               });
+}
+
+void cross_entropy_forward(KernelContext& c) {
+  const Tensor& x_in = c.input(0);
+  Tensor& out = c.output(0);
+  Red red = reduction_of(c.attrs);
+  CeGeom g = ce_geom(x_in.shape());
+  dispatch_float(x_in.dtype(), "cross_entropy", [&]<typename T>() {
+    dispatch_label(c.input(1).dtype(), [&]<typename L>() {
+      Tensor x = dense<T>(x_in, c.num_threads), y = dense<L>(c.input(1), c.num_threads);
+      // Per-sample losses go straight to a 'none' output, else to scratch.
+      Tensor loss = red == Red::None && out.is_contiguous()
+                        ? out : Tensor::empty({g.samples()}, x.dtype(), x.device());
+      const T* xp = x.template data<T>();
+      const L* yp = y.template data<L>();
+      T* lp = loss.template data<T>();
+      if (g.C == 0 && g.samples() > 0)
+        fail<IndexError>("[cross_entropy] logits of shape ", shape_str(x.shape()),
+                         " have no classes, so no label is valid");
+      for_ce_blocks(g, c.num_threads, [&](int64_t n, int64_t j0, int64_t w) {
+        const T* xr = xp + n * g.C * g.inner + j0;
+        int64_t s0 = n * g.inner + j0;
+        if (g.inner == 1) {
+          int64_t k = checked_label(yp, s0, g.C);
+          T m = row_max(xr, g.C);
+          lp[s0] = (m - xr[k]) + std::log(row_sum_exp(xr, g.C, m));
+          return;
+        }
+        T m[kColBlock], s[kColBlock];
+        for (int64_t j = 0; j < w; ++j) checked_label(yp, s0 + j, g.C);
+        cols_max_sum_exp(xr, g.C, g.inner, w, m, s);
+        for (int64_t j = 0; j < w; ++j)
+          lp[s0 + j] = (m[j] - xr[static_cast<int64_t>(yp[s0 + j]) * g.inner + j]) + std::log(s[j]);
+      });
+      if (red == Red::None) {
+        if (!loss.same(out))
+          write_back<T>(Tensor::make_view(loss, out.shape(), contiguous_strides(out.shape()), 0),
+                        out, c.num_threads);
+        return;
+      }
+      // Summed in double and in a fixed order: the same result for any thread count.
+      double total = 0;
+      for (int64_t i = 0; i < g.samples(); ++i) total += static_cast<double>(lp[i]);
+      if (red == Red::Mean) total /= static_cast<double>(g.samples());  // 0/0 = NaN, as in NumPy
+      *out.template data<T>() = static_cast<T>(total);
+    });
+  });
+}
+
+void cross_entropy_backward(KernelContext& c) {
+  const Tensor& x_in = c.input(0);
+  Tensor& out = c.output(0);
+  Red red = reduction_of(c.attrs);
+  CeGeom g = ce_geom(x_in.shape());
+  if (out.numel() == 0) return;
+  dispatch_float(x_in.dtype(), "cross_entropy_backward", [&]<typename T>() {
+    dispatch_label(c.input(1).dtype(), [&]<typename L>() {
+      Tensor x = dense<T>(x_in, c.num_threads), y = dense<L>(c.input(1), c.num_threads);
+      Tensor go = dense<T>(c.input(2), c.num_threads);
+      Tensor dx = out.is_contiguous() ? out : Tensor::empty(out.shape(), out.dtype(), out.device());
+      const T* xp = x.template data<T>();
+      const L* yp = y.template data<L>();
+      const T* gp = go.template data<T>();
+      T* dp = dx.template data<T>();
+      // The weight of sample i: the output gradient, shared when reduced.
+      T shared = red == Red::None ? T(0) : gp[0];
+      if (red == Red::Mean) shared /= static_cast<T>(g.samples());
+      auto weight = [&](int64_t i) { return red == Red::None ? gp[i] : shared; };
+      for_ce_blocks(g, c.num_threads, [&](int64_t n, int64_t j0, int64_t w) {
+        int64_t off = n * g.C * g.inner + j0, s0 = n * g.inner + j0;
+        const T* xr = xp + off;
+        T* dr = dp + off;
+        if (g.inner == 1) {
+          int64_t k = checked_label(yp, s0, g.C);
+          T m = row_max(xr, g.C), wt = weight(s0);
+          T scale = wt / row_sum_exp(xr, g.C, m);
+#pragma omp simd
+          for (int64_t i = 0; i < g.C; ++i) dr[i] = exp_t(xr[i] - m) * scale;
+          dr[k] -= wt;
+          return;
+        }
+        T m[kColBlock], s[kColBlock];
+        for (int64_t j = 0; j < w; ++j) checked_label(yp, s0 + j, g.C);
+        cols_max_sum_exp(xr, g.C, g.inner, w, m, s);
+        for (int64_t j = 0; j < w; ++j) s[j] = weight(s0 + j) / s[j];
+        for (int64_t l = 0; l < g.C; ++l) {
+          const T* xl = xr + l * g.inner;
+          T* dl = dr + l * g.inner;
+#pragma omp simd
+          for (int64_t j = 0; j < w; ++j) dl[j] = exp_t(xl[j] - m[j]) * s[j];
+        }
+        for (int64_t j = 0; j < w; ++j)
+          dr[static_cast<int64_t>(yp[s0 + j]) * g.inner + j] -= weight(s0 + j);
+      });
+      write_back<T>(dx, out, c.num_threads);
+    });
+  });
+}
+
+}  // namespace
+
+void register_nn_kernels(KernelRegistry& r) {
+  constexpr auto CPU = DeviceType::CPU;
+  const std::vector<DType> floats = {DType::f32, DType::f64};
+  r.add("softmax", CPU, floats, softmax_forward<false>);
+  r.add("log_softmax", CPU, floats, softmax_forward<true>);
+  r.add("softmax_backward", CPU, floats, softmax_backward<false>);
+  r.add("log_softmax_backward", CPU, floats, softmax_backward<true>);
+  r.add("cross_entropy", CPU, floats, cross_entropy_forward);
+  r.add("cross_entropy_backward", CPU, floats, cross_entropy_backward);
+}
+
+}  // namespace ndflow::cpu
