@@ -162,6 +162,10 @@ class NDF_EXPORT OpDef {
   OpDef& commutative() { commutative_ = true; return *this; }
   OpDef& stateful() { stateful_ = true; return *this; }
   OpDef& side_effects() { side_effects_ = true; return *this; }
+  // The kernel writes these inputs in place (optimizer updates, assign): the
+  // dispatcher refuses inputs that require grad in grad mode, bumps their
+  // version counters, and graph passes never fold, merge or reuse them.
+  OpDef& mutates(std::vector<int> inputs) { mutated_ = std::move(inputs); side_effects_ = true; return *this; }
 
   // Queries.
   const std::string& name() const { return name_; }
@@ -198,6 +202,7 @@ class NDF_EXPORT OpDef {
   bool is_commutative() const { return commutative_; }
   bool is_stateful() const { return stateful_; }
   bool has_side_effects() const { return side_effects_; }
+  const std::vector<int>& mutated_inputs() const { return mutated_; }
 
   // Kernel table, filled by KernelRegistry::add.
   KernelFn kernel(DeviceType d) const { return kernels_[static_cast<int>(d)]; }
@@ -217,6 +222,7 @@ class NDF_EXPORT OpDef {
   bool saves_set_ = false;
   std::vector<int> saved_inputs_, saved_outputs_;
   bool elementwise_ = false, commutative_ = false, stateful_ = false, side_effects_ = false;
+  std::vector<int> mutated_;
   KernelFn kernels_[kNumDeviceTypes] = {};
   std::vector<DType> kernel_dtypes_[kNumDeviceTypes];
 };

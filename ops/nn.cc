@@ -4,8 +4,6 @@
 // at training sizes like 128 x 10 where each extra op is pure overhead.
 // mse_loss and dropout are compositions of other ops, so they need no kernels
 // or gradients of their own.
-#include <cmath>
-
 #include "ops/api.h"
 #include "runtime/eager.h"
 

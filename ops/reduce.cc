@@ -31,8 +31,10 @@ Shape reduced_shape(const Shape& in, const std::vector<int64_t>& axes, bool keep
   for (size_t d = 0; d < in.size(); ++d) {
     bool reduced = k < axes.size() && axes[k] == static_cast<int64_t>(d);
     if (reduced) ++k;
-    if (!reduced) out.push_back(in[d]);
-    else if (keepdims) out.push_back(1);
+    if (!reduced)
+      out.push_back(in[d]);
+    else if (keepdims)
+      out.push_back(1);
   }
   return out;
 }
@@ -52,7 +54,8 @@ DType accumulated_dtype(DType t) { return is_floating(t) ? t : DType::i64; }
 InferFn reduce_infer(bool widen, bool needs_nonempty) {
   return [widen, needs_nonempty](const InferContext& c) {
     const TensorMeta& x = c.input(0);
-    auto axes = normalize_axes(attr_axes(c.attrs), static_cast<int64_t>(x.shape.size()), c.op.name());
+    auto axes =
+        normalize_axes(attr_axes(c.attrs), static_cast<int64_t>(x.shape.size()), c.op.name());
     if (needs_nonempty) check_nonempty(c.op, x.shape, axes);
     TensorMeta y = x;
     y.shape = reduced_shape(x.shape, axes, attr_keepdims(c.attrs));
@@ -64,9 +67,11 @@ InferFn reduce_infer(bool widen, bool needs_nonempty) {
 std::vector<TensorMeta> arg_infer(const InferContext& c) {
   const TensorMeta& x = c.input(0);
   auto axis = c.attrs.get<std::vector<int64_t>>("axis", {});
-  NDF_CHECK(axis.size() <= 1, ValueError, "[", c.op.name(), "] takes one axis, or none for the "
-            "flattened tensor; got ", axis.size(), " axes ", shape_str(axis));
-  std::vector<int64_t> axes = normalize_axes(axis, static_cast<int64_t>(x.shape.size()), c.op.name());
+  NDF_CHECK(axis.size() <= 1, ValueError, "[", c.op.name(),
+            "] takes one axis, or none for the flattened tensor; got ", axis.size(), " axes ",
+            shape_str(axis));
+  std::vector<int64_t> axes =
+      normalize_axes(axis, static_cast<int64_t>(x.shape.size()), c.op.name());
   check_nonempty(c.op, x.shape, axes);
   TensorMeta y{reduced_shape(x.shape, axes, attr_keepdims(c.attrs)), DType::i64, x.device};
   return {y};
@@ -80,8 +85,8 @@ std::vector<TensorMeta> sum_to_like_infer(const InferContext& c) {
     ok = l == 1 || l == x || l == -1 || x == -1;
   }
   NDF_CHECK(ok, ShapeError, "[sum_to_like] cannot sum shape ", shape_str(xs), " down to ",
-            shape_str(ls), ": the target must broadcast to the input (same rank or fewer dims, "
-            "each dim equal or 1)");
+            shape_str(ls), ": the target must broadcast to the input (at most the same rank, "
+            "each trailing dim equal or 1)");
   return {TensorMeta{ls, c.input(0).dtype, c.input(0).device}};
 }
 
@@ -128,7 +133,8 @@ Grads prod_grad(G g) {
   Tensor x_safe = where(is_zero, one, x);
   Tensor others_prod = prod(x_safe, r.axes, true);  // product of the non-zero elements
   Tensor at_zero = where(eq(zeros_in_group, scalar(1.0, DType::i64)), others_prod, zero);
-  Tensor at_nonzero = where(eq(zeros_in_group, scalar(0.0, DType::i64)), div(others_prod, x_safe), zero);
+  Tensor at_nonzero =
+      where(eq(zeros_in_group, scalar(0.0, DType::i64)), div(others_prod, x_safe), zero);
   return {mul(r.g, where(is_zero, at_zero, at_nonzero))};
 }
 
@@ -144,15 +150,22 @@ Grads minmax_grad(G g) {
   return {where(hit, share, scalar_like(0.0, share))};
 }
 
-OpDef& reduction(OpRegistry& r, const char* name, const char* doc, bool widen, bool needs_nonempty) {
-  return r.add(OpDef(name).input("x").output("y").doc(doc)
+OpDef& reduction(OpRegistry& r, const char* name, const char* doc, bool widen,
+                 bool needs_nonempty) {
+  return r.add(OpDef(name)
+                   .input("x")
+                   .output("y")
+                   .doc(doc)
                    .attr("axes", AttrType::Ints, std::vector<int64_t>{})
                    .attr("keepdims", AttrType::Bool, false)
                    .infer(reduce_infer(widen, needs_nonempty)));
 }
 
 OpDef& arg_reduction(OpRegistry& r, const char* name, const char* doc) {
-  return r.add(OpDef(name).input("x").output("index").doc(doc)
+  return r.add(OpDef(name)
+                   .input("x")
+                   .output("index")
+                   .doc(doc)
                    .attr("axis", AttrType::Ints, std::vector<int64_t>{})
                    .attr("keepdims", AttrType::Bool, false)
                    .infer(arg_infer));
@@ -163,26 +176,36 @@ OpDef& arg_reduction(OpRegistry& r, const char* name, const char* doc) {
 void register_reduce_ops(OpRegistry& r) {
   reduction(r, "sum", "sum over `axes` (empty = all); bool/integers sum to i64; empty sum is 0",
             true, false)
-      .saves({0}, {}).grad(sum_grad);
-  reduction(r, "prod", "product over `axes` (empty = all); bool/integers give i64; empty product is 1",
-            true, false)
-      .saves({0}, {}).grad(prod_grad);
+      .saves({0}, {})
+      .grad(sum_grad);
+  reduction(r, "prod",
+            "product over `axes` (empty = all); bool/integers give i64; empty product is 1", true,
+            false)
+      .saves({0}, {})
+      .grad(prod_grad);
   reduction(r, "max", "maximum over `axes` (empty = all); NaN propagates; error on an empty axis",
             false, true)
-      .saves({0}, {0}).grad(minmax_grad);
+      .saves({0}, {0})
+      .grad(minmax_grad);
   reduction(r, "min", "minimum over `axes` (empty = all); NaN propagates; error on an empty axis",
             false, true)
-      .saves({0}, {0}).grad(minmax_grad);
+      .saves({0}, {0})
+      .grad(minmax_grad);
   arg_reduction(r, "argmax", "i64 index of the first maximum along `axis` (one axis, or none = "
                 "flattened); a NaN counts as the maximum");
   arg_reduction(r, "argmin", "i64 index of the first minimum along `axis` (one axis, or none = "
                 "flattened); a NaN counts as the minimum");
-  r.add(OpDef("sum_to_like").input("x").input("like").output("y")
+  r.add(OpDef("sum_to_like")
+            .input("x")
+            .input("like")
+            .output("y")
             .doc("sums x down to like's shape, undoing NumPy broadcasting (leading dims summed "
                  "away, size-1 dims of like summed with keepdims); keeps x's dtype")
             .infer(sum_to_like_infer)
             .saves({0}, {})
-            .grad([](G g) { return Grads{broadcast_like(g.grad_output(0), g.input(0)), Tensor()}; }));
+            .grad([](G g) {
+              return Grads{broadcast_like(g.grad_output(0), g.input(0)), Tensor()};
+            }));
 }
 
 // ------------------------------------------------------------------ the API
@@ -214,7 +237,8 @@ int64_t reduced_count(const Tensor& x, const std::vector<int64_t>& axes) {
 
 // That count as a tensor broadcastable against the reduction of `x`, in the
 // dtype of `like`: a scalar when the shape is known, else counted with ops.
-Tensor count_tensor(const Tensor& x, const std::vector<int64_t>& axes, bool keepdims, const Tensor& like) {
+Tensor count_tensor(const Tensor& x, const std::vector<int64_t>& axes, bool keepdims,
+                    const Tensor& like) {
   int64_t n = reduced_count(x, axes);
   if (n >= 0) return scalar_like(static_cast<double>(n), like);
   return sum(ones_like(like.dtype() == x.dtype() ? x : cast(x, like.dtype())), axes, keepdims);
@@ -272,8 +296,10 @@ Tensor var(const Tensor& x, const Axes& axes, bool keepdims, int64_t correction)
   Tensor ss = sum(square(dev), ax, keepdims);
   // Like NumPy and PyTorch, n <= correction divides by 0 (inf or NaN), not by a negative number.
   int64_t n = reduced_count(x, ax);
-  if (n >= 0) return div(ss, scalar_like(static_cast<double>(std::max<int64_t>(n - correction, 0)), ss));
-  Tensor dof = sub(count_tensor(xf, ax, keepdims, ss), scalar_like(static_cast<double>(correction), ss));
+  if (n >= 0)
+    return div(ss, scalar_like(static_cast<double>(std::max<int64_t>(n - correction, 0)), ss));
+  Tensor dof =
+      sub(count_tensor(xf, ax, keepdims, ss), scalar_like(static_cast<double>(correction), ss));
   return div(ss, maximum(dof, scalar_like(0.0, ss)));
 }
 

@@ -22,7 +22,8 @@ done
 
 export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
 cmake --preset default >/dev/null || exit 1
-cmake --build --preset default || exit 1
+# Only the benchmarks (and libndflow): tests and examples are not needed here.
+cmake --build --preset default --target "${benches[@]}" || exit 1
 
 # The libtorch peer: C++ against C++ for dispatch and softmax+CE. Optional: the
 # benchmarks fall back to timing PyTorch from Python when it is missing.

@@ -8,6 +8,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "core/op_registry.h"
@@ -159,65 +160,85 @@ void sgemm_batched(const BatchedGemm& p, const float* A, const float* B, float* 
 // Matrix Multiplication", TOMS 2008): blocks of A and B are packed into
 // zero-padded micro-panels so that the MR x NR micro-kernel streams unit-stride
 // memory and keeps its accumulators in registers. Packing reads any strides,
-// so transposed, sliced or expanded operands need no copy.
+// so transposed, sliced or expanded operands need no copy. Parallel over
+// (batch element, block of MC rows); each task packs its own panels.
 
 constexpr int64_t MR = 4, NR = 16;              // 4 x 16 doubles = 8 zmm accumulators
 constexpr int64_t MC = 64, KC = 256, NC = 256;  // A block 128 KiB, B block 512 KiB (L2)
 
 // Ap[panel][k][r] for rows [i0, i0+mc) and depth [p0, p0+kc).
-template <typename T>
-void pack_a(const T* A, const Mat& m, int64_t i0, int64_t mc, int64_t p0, int64_t kc, T* Ap) {
+void pack_a(const double* A, const Mat& m, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
+            double* Ap) {
   for (int64_t ir = 0; ir < mc; ir += MR) {
-    T* dst = Ap + ir * kc;
+    double* dst = Ap + ir * kc;
     for (int64_t k = 0; k < kc; ++k)
       for (int64_t r = 0; r < MR; ++r)
-        dst[k * MR + r] = ir + r < mc ? A[(i0 + ir + r) * m.rs + (p0 + k) * m.cs] : T(0);
+        dst[k * MR + r] = ir + r < mc ? A[(i0 + ir + r) * m.rs + (p0 + k) * m.cs] : 0.0;
   }
 }
 
 // Bp[panel][k][j] for depth [p0, p0+kc) and columns [j0, j0+nc).
-template <typename T>
-void pack_b(const T* B, const Mat& m, int64_t p0, int64_t kc, int64_t j0, int64_t nc, T* Bp) {
+void pack_b(const double* B, const Mat& m, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
+            double* Bp) {
   for (int64_t jr = 0; jr < nc; jr += NR) {
-    T* dst = Bp + jr * kc;
+    double* dst = Bp + jr * kc;
     int64_t w = std::min(NR, nc - jr);
     for (int64_t k = 0; k < kc; ++k) {
-      const T* src = B + (p0 + k) * m.rs + (j0 + jr) * m.cs;
-      for (int64_t j = 0; j < NR; ++j) dst[k * NR + j] = j < w ? src[j * m.cs] : T(0);
+      const double* src = B + (p0 + k) * m.rs + (j0 + jr) * m.cs;
+      for (int64_t j = 0; j < NR; ++j) dst[k * NR + j] = j < w ? src[j * m.cs] : 0.0;
     }
   }
 }
 
-// C[mr x nr] += Ap-panel @ Bp-panel over depth kc.
-template <typename T>
-void micro_kernel(int64_t kc, const T* __restrict ap, const T* __restrict bp, T* C, int64_t ldc,
-                  int64_t mr, int64_t nr) {
-  T acc[MR][NR] = {};
+// C[mr x nr] += Ap-panel @ Bp-panel over depth kc. Written with GCC vector
+// types so that the 4 x 16 accumulator tile stays in eight 512-bit registers
+// (left to itself the auto-vectorizer shuffles instead).
+typedef double v8d __attribute__((vector_size(64)));
+inline v8d load8(const double* p) {
+  v8d v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void add8(double* p, v8d v) { std::memcpy(p, &v, sizeof v); }
+
+void micro_kernel(int64_t kc, const double* __restrict ap, const double* __restrict bp, double* C,
+                  int64_t ldc, int64_t mr, int64_t nr) {
+  static_assert(MR == 4 && NR == 16, "the micro-kernel is written for a 4 x 16 tile");
+  v8d acc[MR][2] = {};
   for (int64_t k = 0; k < kc; ++k) {
-    const T* b = bp + k * NR;
+    v8d b0 = load8(bp + k * NR), b1 = load8(bp + k * NR + 8);
     for (int64_t r = 0; r < MR; ++r) {
-      T a = ap[k * MR + r];
-      for (int64_t j = 0; j < NR; ++j) acc[r][j] += a * b[j];
+      double a = ap[k * MR + r];
+      acc[r][0] += a * b0;
+      acc[r][1] += a * b1;
     }
   }
+  if (mr == MR && nr == NR) {
+    for (int64_t r = 0; r < MR; ++r) {
+      add8(C + r * ldc, load8(C + r * ldc) + acc[r][0]);
+      add8(C + r * ldc + 8, load8(C + r * ldc + 8) + acc[r][1]);
+    }
+    return;
+  }
+  double tile[MR][NR];
+  std::memcpy(tile, acc, sizeof tile);
   for (int64_t r = 0; r < mr; ++r)
-    for (int64_t j = 0; j < nr; ++j) C[r * ldc + j] += acc[r][j];
+    for (int64_t j = 0; j < nr; ++j) C[r * ldc + j] += tile[r][j];
 }
 
-template <typename T>
-void gemm_blocked(const BatchedGemm& p, const T* A, const T* B, T* C, int threads) {
+void dgemm_blocked(const BatchedGemm& p, const double* A, const double* B, double* C, int threads) {
   int64_t row_blocks = (p.M + MC - 1) / MC;
   int64_t tasks = p.batch() * row_blocks;
   int64_t flops_per_task = 2 * std::min(p.M, MC) * p.N * p.K;
   int64_t grain = std::max<int64_t>(1, (int64_t(1) << 17) / std::max<int64_t>(flops_per_task, 1));
   parallel_for(tasks, grain, threads, [&](int64_t lo, int64_t hi) {
-    std::vector<T> Ap(static_cast<size_t>(MC * KC)), Bp(static_cast<size_t>(KC * NC));
+    std::vector<double> Ap(static_cast<size_t>(MC * KC)), Bp(static_cast<size_t>(KC * NC));
     for (int64_t t = lo; t < hi; ++t) {
       int64_t bi = t / row_blocks, i0 = (t % row_blocks) * MC, mc = std::min(MC, p.M - i0);
-      const T* a = A + p.a_off[bi];
-      const T* b = B + p.b_off[bi];
-      T* c = C + p.c_off[bi] + i0 * p.ldc;
-      for (int64_t i = 0; i < mc; ++i) std::fill_n(c + i * p.ldc, p.N, T(0));
+      const double* a = A + p.a_off[bi];
+      const double* b = B + p.b_off[bi];
+      double* c = C + p.c_off[bi] + i0 * p.ldc;
+      for (int64_t i = 0; i < mc; ++i) std::fill_n(c + i * p.ldc, p.N, 0.0);
       for (int64_t j0 = 0; j0 < p.N; j0 += NC) {
         int64_t nc = std::min(NC, p.N - j0);
         for (int64_t p0 = 0; p0 < p.K; p0 += KC) {
@@ -261,7 +282,7 @@ void matmul(KernelContext& ctx) {
     } else if constexpr (std::is_same_v<T, float>) {
       sgemm_batched(p, a.template data<T>(), b.template data<T>(), C, ctx.num_threads);
     } else {
-      gemm_blocked<T>(p, a.template data<T>(), b.template data<T>(), C, ctx.num_threads);
+      dgemm_blocked(p, a.template data<T>(), b.template data<T>(), C, ctx.num_threads);
     }
     if (!c.same(out)) unary_loop<T, T>(out, c, ctx.num_threads, [](T v) { return v; });
   });

@@ -1,11 +1,13 @@
 // CPU kernels of softmax, log_softmax, cross_entropy and their backward ops
-// (ops/nn.cc).
-// A tensor is viewed as [outer, L, inner] around the reduced axis. When the
-// axis is innermost each row is contiguous and the loops vectorize along it;
-// otherwise blocks of up to kColBlock neighbouring columns are processed
-// together so the loops vectorize across columns instead. Both are parallel
-// over rows/blocks for large inputs. Numerically stable: exponents are taken
-// of x - max(x), which is <= 0.
+// (ops/nn.cc). A tensor is viewed as [outer, L, inner] around the reduced
+// axis. When the axis is innermost, each row is contiguous: long rows are
+// vectorized along the row; short rows (MNIST's 10 classes) a block at a
+// time, because the epilogues of a vectorized reduction cost more than ten
+// elements: max and sum run scalar per row and exp runs vectorized over the
+// whole block. Otherwise blocks of up to kColBlock neighbouring columns are
+// processed together and the loops vectorize across columns. All are parallel
+// over rows/blocks for large inputs, and numerically stable: exponents are
+// taken of x - max(x) <= 0.
 #include <bit>
 #include <cmath>
 #include <limits>
@@ -66,12 +68,18 @@ AxisGeom axis_geom(const Shape& s, int64_t axis) {
   return g;
 }
 
-// Calls row(r) for every row of an innermost-axis reduction.
+// Rows shorter than this are processed a block of kBlockElems elements at a time.
+constexpr int64_t kShortRow = 64, kBlockElems = 2048;
+
+// Calls rows(r0, nr) for blocks of rows of an innermost-axis reduction: one
+// row per call when rows are long.
 template <typename F>
-void for_rows(const AxisGeom& g, int threads, F row) {
-  parallel_for(g.outer, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(g.L, 1)), threads,
+void for_row_blocks(int64_t nrows, int64_t L, int threads, F rows) {
+  int64_t per = L >= kShortRow ? 1 : std::max<int64_t>(1, kBlockElems / std::max<int64_t>(L, 1));
+  int64_t nblk = (nrows + per - 1) / per;
+  parallel_for(nblk, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(per * L, 1)), threads,
                [&](int64_t lo, int64_t hi) {
-                 for (int64_t r = lo; r < hi; ++r) row(r * g.L);
+                 for (int64_t b = lo; b < hi; ++b) rows(b * per, std::min(per, nrows - b * per));
                });
 }
 
@@ -89,22 +97,60 @@ void for_col_blocks(const AxisGeom& g, int threads, F cols) {
   });
 }
 
-// ------------------------------------------------------------- forward
+// ------------------------------------------------------------- helpers
 
-template <typename T>
-T row_max(const T* x, int64_t n) {
-  T m = -std::numeric_limits<T>::infinity();
-#pragma omp simd reduction(max : m)
-  for (int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
-  return m;
+// sum over i < n of term(i): vectorized for long rows, a plain loop for short ones.
+template <typename T, typename F>
+T sum_of(int64_t n, F term) {
+  T s = 0;
+  if (n >= kShortRow) {
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < n; ++i) s += term(i);
+  } else {
+    for (int64_t i = 0; i < n; ++i) s += term(i);
+  }
+  return s;
 }
 
 template <typename T>
-T row_sum_exp(const T* x, int64_t n, T m) {
-  T s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += exp_t(x[i] - m);
-  return s;
+T max_of(const T* x, int64_t n) {
+  T m = -std::numeric_limits<T>::infinity();
+  if (n >= kShortRow) {
+#pragma omp simd reduction(max : m)
+    for (int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
+  } else {
+    for (int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
+  }
+  return m;
+}
+
+// For rows r < nr of length n at x (row stride n): m[r] = max, s[r] =
+// sum(exp(x - m)), and e (if given) = exp(x - m). Short rows need e as
+// scratch; `tmp` (kBlockElems) serves when the caller does not want it.
+template <typename T>
+void rows_max_sum_exp(const T* x, int64_t nr, int64_t n, T* m, T* s, T* e) {
+  if (n >= kShortRow) {
+    for (int64_t r = 0; r < nr; ++r) {
+      const T* xr = x + r * n;
+      T mr = m[r] = max_of(xr, n);
+      if (e) {
+        T* er = e + r * n;
+        s[r] = sum_of<T>(n, [&](int64_t i) { return er[i] = exp_t(xr[i] - mr); });
+      } else {
+        s[r] = sum_of<T>(n, [&](int64_t i) { return exp_t(xr[i] - mr); });
+      }
+    }
+    return;
+  }
+  T tmp[kBlockElems];
+  T* buf = e ? e : tmp;
+  for (int64_t r = 0; r < nr; ++r) {
+    T mr = m[r] = max_of(x + r * n, n);
+    for (int64_t i = 0; i < n; ++i) buf[r * n + i] = x[r * n + i] - mr;
+  }
+#pragma omp simd
+  for (int64_t k = 0; k < nr * n; ++k) buf[k] = exp_t(buf[k]);
+  for (int64_t r = 0; r < nr; ++r) s[r] = sum_of<T>(n, [&](int64_t i) { return buf[r * n + i]; });
 }
 
 // Per column j < w of a block: m[j] = max over l of x[l*stride + j] and
@@ -125,26 +171,27 @@ void cols_max_sum_exp(const T* x, int64_t L, int64_t stride, int64_t w, T* m, T*
   }
 }
 
+// ------------------------------------------------------------- forward
+
+// Rows r < nr of length n at x -> y.
 template <typename T, bool Log>
-void softmax_row(const T* x, T* y, int64_t n) {
-  T m = row_max(x, n);
-  if constexpr (Log) {
-    // (x - m) - log(s), not x - (m + log s): the latter rounds log(s) to the
-    // precision of m, which loses digits when |m| is large.
-    T log_s = std::log(row_sum_exp(x, n, m));
+void softmax_rows(const T* x, T* y, int64_t nr, int64_t n) {
+  T m[kBlockElems], s[kBlockElems];
+  rows_max_sum_exp(x, nr, n, m, s, Log ? nullptr : y);
+  for (int64_t r = 0; r < nr; ++r) {
+    const T* xr = x + r * n;
+    T* yr = y + r * n;
+    if constexpr (Log) {
+      // (x - m) - log(s), not x - (m + log s): the latter rounds log(s) to the
+      // precision of m, which loses digits when |m| is large.
+      T mr = m[r], log_s = std::log(s[r]);
 #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - m) - log_s;
-  } else {
-    T s = 0;
-#pragma omp simd reduction(+ : s)
-    for (int64_t i = 0; i < n; ++i) {
-      T e = exp_t(x[i] - m);
-      y[i] = e;
-      s += e;
+      for (int64_t i = 0; i < n; ++i) yr[i] = (xr[i] - mr) - log_s;
+    } else {
+      T inv = T(1) / s[r];
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) yr[i] *= inv;
     }
-    T inv = T(1) / s;
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) y[i] *= inv;
   }
 }
 
@@ -170,19 +217,27 @@ void softmax_cols(const T* x, T* y, int64_t L, int64_t stride, int64_t w) {
 // softmax:     dx = y * (g - sum(g * y))
 // log_softmax: dx = g - exp(y) * sum(g)
 
+// Rows r < nr of length n.
 template <typename T, bool Log>
-void backward_row(const T* y, const T* g, T* dx, int64_t n) {
-  T s = 0;
+void backward_rows(const T* y, const T* g, T* dx, int64_t nr, int64_t n) {
   if constexpr (Log) {
-#pragma omp simd reduction(+ : s)
-    for (int64_t i = 0; i < n; ++i) s += g[i];
+    // exp(y) first, over the whole block (vectorized even for short rows).
 #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) dx[i] = g[i] - exp_t(y[i]) * s;
-  } else {
-#pragma omp simd reduction(+ : s)
-    for (int64_t i = 0; i < n; ++i) s += g[i] * y[i];
+    for (int64_t k = 0; k < nr * n; ++k) dx[k] = exp_t(y[k]);
+  }
+  for (int64_t r = 0; r < nr; ++r) {
+    const T* yr = y + r * n;
+    const T* gr = g + r * n;
+    T* dr = dx + r * n;
+    if constexpr (Log) {
+      T s = sum_of<T>(n, [&](int64_t i) { return gr[i]; });
 #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) dx[i] = y[i] * (g[i] - s);
+      for (int64_t i = 0; i < n; ++i) dr[i] = gr[i] - dr[i] * s;
+    } else {
+      T s = sum_of<T>(n, [&](int64_t i) { return gr[i] * yr[i]; });
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) dr[i] = yr[i] * (gr[i] - s);
+    }
   }
 }
 
@@ -236,7 +291,9 @@ void softmax_forward(KernelContext& c) {
     const T* xp = x.template data<T>();
     T* yp = y.template data<T>();
     if (g.inner == 1) {
-      for_rows(g, c.num_threads, [&](int64_t base) { softmax_row<T, Log>(xp + base, yp + base, g.L); });
+      for_row_blocks(g.outer, g.L, c.num_threads, [&](int64_t r0, int64_t nr) {
+        softmax_rows<T, Log>(xp + r0 * g.L, yp + r0 * g.L, nr, g.L);
+      });
     } else {
       for_col_blocks(g, c.num_threads, [&](int64_t base, int64_t w) {
         softmax_cols<T, Log>(xp + base, yp + base, g.L, g.inner, w);
@@ -261,8 +318,9 @@ void softmax_backward(KernelContext& c) {
     const T* gp = g.template data<T>();
     T* dp = dx.template data<T>();
     if (geo.inner == 1) {
-      for_rows(geo, c.num_threads, [&](int64_t base) {
-        backward_row<T, Log>(yp + base, gp + base, dp + base, geo.L);
+      for_row_blocks(geo.outer, geo.L, c.num_threads, [&](int64_t r0, int64_t nr) {
+        int64_t o = r0 * geo.L;
+        backward_rows<T, Log>(yp + o, gp + o, dp + o, nr, geo.L);
       });
     } else {
       for_col_blocks(geo, c.num_threads, [&](int64_t base, int64_t w) {
@@ -315,21 +373,6 @@ int64_t checked_label(const L* labels, int64_t i, int64_t C) {
   return v;
 }
 
-// Calls fn(n, j0, w) for blocks of samples: columns [j0, j0 + w) of row n,
-// up to kColBlock of them (one sample, j0 = 0, when inner == 1).
-template <typename F>
-void for_ce_blocks(const CeGeom& g, int threads, F fn) {
-  int64_t nblk = (g.inner + kColBlock - 1) / kColBlock;
-  int64_t work = g.C * std::min(g.inner, kColBlock);
-  parallel_for(g.N * nblk, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(work, 1)), threads,
-               [&](int64_t lo, int64_t hi) {
-                 for (int64_t u = lo; u < hi; ++u) {
-                   int64_t n = u / nblk, j0 = (u % nblk) * kColBlock;
-                   fn(n, j0, std::min(kColBlock, g.inner - j0));
-                 }
-               });
-}
-
 void cross_entropy_forward(KernelContext& c) {
   const Tensor& x_in = c.input(0);
   Tensor& out = c.output(0);
@@ -347,21 +390,24 @@ void cross_entropy_forward(KernelContext& c) {
       if (g.C == 0 && g.samples() > 0)
         fail<IndexError>("[cross_entropy] logits of shape ", shape_str(x.shape()),
                          " have no classes, so no label is valid");
-      for_ce_blocks(g, c.num_threads, [&](int64_t n, int64_t j0, int64_t w) {
-        const T* xr = xp + n * g.C * g.inner + j0;
-        int64_t s0 = n * g.inner + j0;
-        if (g.inner == 1) {
-          int64_t k = checked_label(yp, s0, g.C);
-          T m = row_max(xr, g.C);
-          lp[s0] = (m - xr[k]) + std::log(row_sum_exp(xr, g.C, m));
-          return;
-        }
-        T m[kColBlock], s[kColBlock];
-        for (int64_t j = 0; j < w; ++j) checked_label(yp, s0 + j, g.C);
-        cols_max_sum_exp(xr, g.C, g.inner, w, m, s);
-        for (int64_t j = 0; j < w; ++j)
-          lp[s0 + j] = (m[j] - xr[static_cast<int64_t>(yp[s0 + j]) * g.inner + j]) + std::log(s[j]);
-      });
+      if (g.inner == 1) {
+        for_row_blocks(g.N, g.C, c.num_threads, [&](int64_t r0, int64_t nr) {
+          T m[kBlockElems], s[kBlockElems];
+          for (int64_t r = 0; r < nr; ++r) checked_label(yp, r0 + r, g.C);
+          rows_max_sum_exp(xp + r0 * g.C, nr, g.C, m, s, static_cast<T*>(nullptr));
+          for (int64_t r = 0; r < nr; ++r)
+            lp[r0 + r] = (m[r] - xp[(r0 + r) * g.C + static_cast<int64_t>(yp[r0 + r])]) + std::log(s[r]);
+        });
+      } else {
+        for_col_blocks(AxisGeom{g.N, g.C, g.inner}, c.num_threads, [&](int64_t base, int64_t w) {
+          int64_t n = base / (g.C * g.inner), s0 = base - n * (g.C - 1) * g.inner;
+          T m[kColBlock], s[kColBlock];
+          for (int64_t j = 0; j < w; ++j) checked_label(yp, s0 + j, g.C);
+          cols_max_sum_exp(xp + base, g.C, g.inner, w, m, s);
+          for (int64_t j = 0; j < w; ++j)
+            lp[s0 + j] = (m[j] - xp[base + static_cast<int64_t>(yp[s0 + j]) * g.inner + j]) + std::log(s[j]);
+        });
+      }
       if (red == Red::None) {
         if (!loss.same(out))
           write_back<T>(Tensor::make_view(loss, out.shape(), contiguous_strides(out.shape()), 0),
@@ -396,32 +442,36 @@ void cross_entropy_backward(KernelContext& c) {
       T shared = red == Red::None ? T(0) : gp[0];
       if (red == Red::Mean) shared /= static_cast<T>(g.samples());
       auto weight = [&](int64_t i) { return red == Red::None ? gp[i] : shared; };
-      for_ce_blocks(g, c.num_threads, [&](int64_t n, int64_t j0, int64_t w) {
-        int64_t off = n * g.C * g.inner + j0, s0 = n * g.inner + j0;
-        const T* xr = xp + off;
-        T* dr = dp + off;
-        if (g.inner == 1) {
-          int64_t k = checked_label(yp, s0, g.C);
-          T m = row_max(xr, g.C), wt = weight(s0);
-          T scale = wt / row_sum_exp(xr, g.C, m);
+      if (g.inner == 1) {
+        for_row_blocks(g.N, g.C, c.num_threads, [&](int64_t r0, int64_t nr) {
+          T m[kBlockElems], s[kBlockElems];
+          for (int64_t r = 0; r < nr; ++r) checked_label(yp, r0 + r, g.C);
+          rows_max_sum_exp(xp + r0 * g.C, nr, g.C, m, s, dp + r0 * g.C);
+          for (int64_t r = 0; r < nr; ++r) {
+            T* dr = dp + (r0 + r) * g.C;
+            T wt = weight(r0 + r), scale = wt / s[r];
 #pragma omp simd
-          for (int64_t i = 0; i < g.C; ++i) dr[i] = exp_t(xr[i] - m) * scale;
-          dr[k] -= wt;
-          return;
-        }
-        T m[kColBlock], s[kColBlock];
-        for (int64_t j = 0; j < w; ++j) checked_label(yp, s0 + j, g.C);
-        cols_max_sum_exp(xr, g.C, g.inner, w, m, s);
-        for (int64_t j = 0; j < w; ++j) s[j] = weight(s0 + j) / s[j];
-        for (int64_t l = 0; l < g.C; ++l) {
-          const T* xl = xr + l * g.inner;
-          T* dl = dr + l * g.inner;
+            for (int64_t i = 0; i < g.C; ++i) dr[i] *= scale;
+            dr[static_cast<int64_t>(yp[r0 + r])] -= wt;
+          }
+        });
+      } else {
+        for_col_blocks(AxisGeom{g.N, g.C, g.inner}, c.num_threads, [&](int64_t base, int64_t w) {
+          int64_t n = base / (g.C * g.inner), s0 = base - n * (g.C - 1) * g.inner;
+          T m[kColBlock], s[kColBlock];
+          for (int64_t j = 0; j < w; ++j) checked_label(yp, s0 + j, g.C);
+          cols_max_sum_exp(xp + base, g.C, g.inner, w, m, s);
+          for (int64_t j = 0; j < w; ++j) s[j] = weight(s0 + j) / s[j];
+          for (int64_t l = 0; l < g.C; ++l) {
+            const T* xl = xp + base + l * g.inner;
+            T* dl = dp + base + l * g.inner;
 #pragma omp simd
-          for (int64_t j = 0; j < w; ++j) dl[j] = exp_t(xl[j] - m[j]) * s[j];
-        }
-        for (int64_t j = 0; j < w; ++j)
-          dr[static_cast<int64_t>(yp[s0 + j]) * g.inner + j] -= weight(s0 + j);
-      });
+            for (int64_t j = 0; j < w; ++j) dl[j] = exp_t(xl[j] - m[j]) * s[j];
+          }
+          for (int64_t j = 0; j < w; ++j)
+            dp[base + static_cast<int64_t>(yp[s0 + j]) * g.inner + j] -= weight(s0 + j);
+        });
+      }
       write_back<T>(dx, out, c.num_threads);
     });
   });

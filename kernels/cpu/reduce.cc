@@ -39,7 +39,8 @@ namespace {
 // along its innermost dim: f(flat index of the run, offset under strides sa,
 // offset under sb, run length). An empty `size` is one element at offset 0.
 template <typename F>
-void for_each_run(const Shape& size, const Shape& sa, const Shape& sb, int64_t b, int64_t e, F&& f) {
+void for_each_run(const Shape& size, const Shape& sa, const Shape& sb, int64_t b, int64_t e,
+                  F&& f) {
   if (b >= e) return;
   const size_t r = size.size();
   if (r == 0) {
@@ -98,7 +99,8 @@ void append_dim(Shape& size, Shape& in, Shape* out, int64_t s, int64_t i, int64_
 // `is_red[d]` and `out_stride[d]` describe input dim d. Arg reductions keep the
 // reduced dims in logical order (`logical_order`) so that the flat reduced
 // index is the index they report.
-ReducePlan make_plan(const Tensor& x, const Shape& is_red, const Shape& out_stride, bool logical_order) {
+ReducePlan make_plan(const Tensor& x, const Shape& is_red, const Shape& out_stride,
+                     bool logical_order) {
   const Shape& xs = x.shape();
   const Strides& st = x.strides();
   Shape kept, red;
@@ -109,11 +111,13 @@ ReducePlan make_plan(const Tensor& x, const Shape& is_red, const Shape& out_stri
   }
   auto sort_by_stride = [&](Shape& dims) {  // insertion sort: stable, no allocation
     for (size_t i = 1; i < dims.size(); ++i)
-      for (size_t j = i; j > 0 && st[dims[j - 1]] < st[dims[j]]; --j) std::swap(dims[j - 1], dims[j]);
+      for (size_t j = i; j > 0 && st[dims[j - 1]] < st[dims[j]]; --j)
+        std::swap(dims[j - 1], dims[j]);
   };
   sort_by_stride(kept);
   if (!logical_order) sort_by_stride(red);
-  for (int64_t d : kept) append_dim(p.kept_size, p.kept_in, &p.kept_out, xs[d], st[d], out_stride[d]);
+  for (int64_t d : kept)
+    append_dim(p.kept_size, p.kept_in, &p.kept_out, xs[d], st[d], out_stride[d]);
   for (int64_t d : red) append_dim(p.red_size, p.red_in, nullptr, xs[d], st[d], 0);
   p.red_zero = Shape(p.red_size.size(), 0);
   if (!p.red_in.empty()) p.red_stride = p.red_in.back();
@@ -157,8 +161,10 @@ typename Op::Acc lane_reduce(const typename Op::In* p, int64_t n) {
 
 template <typename T>
 constexpr bool is_nan(T v) {
-  if constexpr (std::is_floating_point_v<T>) return v != v;
-  else return false;
+  if constexpr (std::is_floating_point_v<T>)
+    return v != v;
+  else
+    return false;
 }
 
 // Each op: In/Acc/Out types, identity, step (fold one element, with its flat
@@ -166,7 +172,9 @@ constexpr bool is_nan(T v) {
 // contig (a unit-stride run). kHasIdentity: defined over an empty set.
 template <typename T, typename A, typename O>
 struct SumOp {
-  using In = T; using Acc = A; using Out = O;
+  using In = T;
+  using Acc = A;
+  using Out = O;
   using Lane = std::conditional_t<std::is_floating_point_v<T>, T, A>;
   static constexpr bool kHasIdentity = true;
   static Acc identity() { return Acc(0); }
@@ -182,7 +190,10 @@ struct SumOp {
 
 template <typename T, typename A, typename O>
 struct ProdOp {
-  using In = T; using Acc = A; using Out = O; using Lane = A;
+  using In = T;
+  using Acc = A;
+  using Out = O;
+  using Lane = A;
   static constexpr bool kHasIdentity = true;
   static Acc identity() { return Acc(1); }
   static Acc step(Acc a, T v, int64_t) { return a * static_cast<Acc>(v); }
@@ -198,7 +209,10 @@ struct ProdOp {
 // max (kMax) or min; a NaN, once seen, stays.
 template <typename T, bool kMax>
 struct ExtremumOp {
-  using In = T; using Acc = T; using Out = T; using Lane = T;
+  using In = T;
+  using Acc = T;
+  using Out = T;
+  using Lane = T;
   static constexpr bool kHasIdentity = false;
   static T identity() {
     if constexpr (std::is_floating_point_v<T>)
@@ -226,7 +240,9 @@ struct ArgAcc {
 // argmax (kMax) or argmin: the first extreme element; the first NaN wins.
 template <typename T, bool kMax>
 struct ArgOp {
-  using In = T; using Acc = ArgAcc<T>; using Out = int64_t;
+  using In = T;
+  using Acc = ArgAcc<T>;
+  using Out = int64_t;
   static constexpr bool kHasIdentity = false;
   static Acc identity() { return {T(), -1}; }
   // Whether `later` replaces `earlier` (strict, so ties keep the first).
@@ -286,7 +302,8 @@ class Reducer {
 
   void run(int num_threads) {
     const int64_t items = p_.column ? (p_.out_numel / nc_) * nblk_ : p_.out_numel;
-    if (items < kSplitItems && p_.red_numel >= 2 && p_.out_numel * p_.red_numel >= 2 * kParallelGrain)
+    if (items < kSplitItems && p_.red_numel >= 2 &&
+        p_.out_numel * p_.red_numel >= 2 * kParallelGrain)
       run_split(num_threads);
     else if (p_.column)
       run_columns(items, num_threads);
@@ -362,7 +379,8 @@ class Reducer {
       for_each_run(p_.kept_size, p_.kept_in, p_.kept_out, b, e,
                    [&](int64_t, int64_t in, int64_t out, int64_t n) {
                      for (int64_t i = 0; i < n; ++i)
-                       y_[out + i * so] = Op::finalize(reduce_row(x_ + in + i * si, 0, p_.red_numel));
+                       y_[out + i * so] =
+                           Op::finalize(reduce_row(x_ + in + i * si, 0, p_.red_numel));
                    });
     });
   }
@@ -379,7 +397,8 @@ class Reducer {
                      [&](int64_t, int64_t in, int64_t out, int64_t) {
                        std::fill(acc, acc + len, Op::identity());
                        reduce_columns(acc, len, x_ + in + j0 * sc_, 0, p_.red_numel);
-                       for (int64_t j = 0; j < len; ++j) y_[out + (j0 + j) * oc_] = Op::finalize(acc[j]);
+                       for (int64_t j = 0; j < len; ++j)
+                         y_[out + (j0 + j) * oc_] = Op::finalize(acc[j]);
                      });
       }
     });
@@ -390,7 +409,8 @@ class Reducer {
   void run_split(int num_threads) {
     const int64_t outs = p_.out_numel, red = p_.red_numel;
     int64_t len = std::max<int64_t>(1, kParallelGrain / outs);
-    const int64_t max_blocks = std::max<int64_t>(2, std::min<int64_t>(1024, (int64_t(1) << 18) / outs));
+    const int64_t max_blocks =
+        std::max<int64_t>(2, std::min<int64_t>(1024, (int64_t(1) << 18) / outs));
     if ((red + len - 1) / len > max_blocks) len = (red + max_blocks - 1) / max_blocks;
     const int64_t nb = (red + len - 1) / len;
     // Not std::vector: Acc may be bool.
@@ -413,7 +433,8 @@ class Reducer {
           const int64_t si = p_.kept_in.empty() ? 0 : p_.kept_in.back();
           for_each_run(p_.kept_size, p_.kept_in, p_.kept_out, 0, outs,
                        [&](int64_t pos, int64_t in, int64_t, int64_t n) {
-                         for (int64_t i = 0; i < n; ++i) acc[pos + i] = reduce_row(x_ + in + i * si, r0, r1);
+                         for (int64_t i = 0; i < n; ++i)
+                           acc[pos + i] = reduce_row(x_ + in + i * si, r0, r1);
                        });
         }
       }
@@ -423,7 +444,8 @@ class Reducer {
                  [&](int64_t pos, int64_t, int64_t out, int64_t n) {
                    for (int64_t i = 0; i < n; ++i) {
                      Acc a = part[static_cast<size_t>(pos + i)];
-                     for (int64_t blk = 1; blk < nb; ++blk) a = Op::merge(a, part[static_cast<size_t>(blk * outs + pos + i)]);
+                     for (int64_t blk = 1; blk < nb; ++blk)
+                       a = Op::merge(a, part[static_cast<size_t>(blk * outs + pos + i)]);
                      y_[out + i * so] = Op::finalize(a);
                    }
                  });
@@ -433,7 +455,7 @@ class Reducer {
   const T* x_;
   Out* y_;
   int64_t nc_ = 1, sc_ = 1, oc_ = 1, nblk_ = 1;  // column mode: innermost kept dim
-  Shape outer_size_, outer_in_, outer_out_;       // column mode: the other kept dims
+  Shape outer_size_, outer_in_, outer_out_;      // column mode: the other kept dims
 };
 
 // Which input dims are reduced and, for kept dims, their stride in the output.
@@ -443,7 +465,8 @@ struct Geometry {
 
 // sum/prod/max/min/argmax/argmin: `axes` normalized; output dims are the kept
 // dims in order (with size-1 dims in place of reduced ones when keepdims).
-Geometry axes_geometry(const Tensor& x, const Tensor& y, const std::vector<int64_t>& axes, bool keepdims) {
+Geometry axes_geometry(const Tensor& x, const Tensor& y, const std::vector<int64_t>& axes,
+                       bool keepdims) {
   Geometry g{Shape(x.shape().size(), 0), Shape(x.shape().size(), 0)};
   for (int64_t a : axes) g.is_red[a] = 1;
   int64_t od = 0;
@@ -462,48 +485,56 @@ void reduce(KernelContext& c, const Geometry& g, bool logical_order) {
   if (p.out_numel == 0) return;
   if constexpr (!Op::kHasIdentity) {
     // Inference rejects this; a graph whose dims were unknown reaches it here.
-    NDF_CHECK(p.red_numel > 0, ValueError, "[", c.op.name(), "] cannot reduce over an empty set "
-              "(input shape ", shape_str(x.shape()), "): ", c.op.name(), " has no identity");
+    NDF_CHECK(p.red_numel > 0, ValueError, "[", c.op.name(), "] cannot reduce over an empty "
+              "set (input shape ", shape_str(x.shape()), "): ", c.op.name(), " has no identity");
   }
   Reducer<Op>(p, static_cast<const typename Op::In*>(x.raw_data()),
-              static_cast<typename Op::Out*>(y.raw_data())).run(c.num_threads);
+              static_cast<typename Op::Out*>(y.raw_data()))
+      .run(c.num_threads);
 }
 
 std::vector<int64_t> kernel_axes(const KernelContext& c) {
-  return normalize_axes(c.attrs.get<std::vector<int64_t>>("axes", {}), c.input(0).rank(), c.op.name());
+  return normalize_axes(c.attrs.get<std::vector<int64_t>>("axes", {}), c.input(0).rank(),
+                        c.op.name());
 }
 
 void sum_kernel(KernelContext& c) {
-  Geometry g = axes_geometry(c.input(0), c.output(0), kernel_axes(c), c.attrs.get<bool>("keepdims", false));
+  Geometry g =
+      axes_geometry(c.input(0), c.output(0), kernel_axes(c), c.attrs.get<bool>("keepdims", false));
   dispatch_numeric_bool(c.input(0).dtype(), c.op.name(), [&]<typename T>() {
-    if constexpr (std::is_floating_point_v<T>) reduce<SumOp<T, double, T>>(c, g, false);
-    else reduce<SumOp<T, uint64_t, int64_t>>(c, g, false);
+    if constexpr (std::is_floating_point_v<T>)
+      reduce<SumOp<T, double, T>>(c, g, false);
+    else
+      reduce<SumOp<T, uint64_t, int64_t>>(c, g, false);
   });
 }
 
 void prod_kernel(KernelContext& c) {
-  Geometry g = axes_geometry(c.input(0), c.output(0), kernel_axes(c), c.attrs.get<bool>("keepdims", false));
+  Geometry g =
+      axes_geometry(c.input(0), c.output(0), kernel_axes(c), c.attrs.get<bool>("keepdims", false));
   dispatch_numeric_bool(c.input(0).dtype(), c.op.name(), [&]<typename T>() {
-    if constexpr (std::is_floating_point_v<T>) reduce<ProdOp<T, double, T>>(c, g, false);
-    else reduce<ProdOp<T, uint64_t, int64_t>>(c, g, false);
+    if constexpr (std::is_floating_point_v<T>)
+      reduce<ProdOp<T, double, T>>(c, g, false);
+    else
+      reduce<ProdOp<T, uint64_t, int64_t>>(c, g, false);
   });
 }
 
 template <bool kMax>
 void extremum_kernel(KernelContext& c) {
-  Geometry g = axes_geometry(c.input(0), c.output(0), kernel_axes(c), c.attrs.get<bool>("keepdims", false));
-  dispatch_numeric_bool(c.input(0).dtype(), c.op.name(), [&]<typename T>() {
-    reduce<ExtremumOp<T, kMax>>(c, g, false);
-  });
+  Geometry g =
+      axes_geometry(c.input(0), c.output(0), kernel_axes(c), c.attrs.get<bool>("keepdims", false));
+  dispatch_numeric_bool(c.input(0).dtype(), c.op.name(),
+                        [&]<typename T>() { reduce<ExtremumOp<T, kMax>>(c, g, false); });
 }
 
 template <bool kMax>
 void arg_kernel(KernelContext& c) {
-  auto axes = normalize_axes(c.attrs.get<std::vector<int64_t>>("axis", {}), c.input(0).rank(), c.op.name());
+  auto axes =
+      normalize_axes(c.attrs.get<std::vector<int64_t>>("axis", {}), c.input(0).rank(), c.op.name());
   Geometry g = axes_geometry(c.input(0), c.output(0), axes, c.attrs.get<bool>("keepdims", false));
-  dispatch_numeric_bool(c.input(0).dtype(), c.op.name(), [&]<typename T>() {
-    reduce<ArgOp<T, kMax>>(c, g, true);
-  });
+  dispatch_numeric_bool(c.input(0).dtype(), c.op.name(),
+                        [&]<typename T>() { reduce<ArgOp<T, kMax>>(c, g, true); });
 }
 
 // Leading dims of x that `like` lacks are summed away; dims where like has 1
@@ -513,12 +544,16 @@ void sum_to_like_kernel(KernelContext& c) {
   const size_t rx = x.shape().size(), lead = rx - y.shape().size();
   Geometry g{Shape(rx, 0), Shape(rx, 0)};
   for (size_t d = 0; d < rx; ++d) {
-    if (d < lead || (y.shape()[d - lead] == 1 && x.shape()[d] != 1)) g.is_red[d] = 1;
-    else g.out_stride[d] = y.strides()[d - lead];
+    if (d < lead || (y.shape()[d - lead] == 1 && x.shape()[d] != 1))
+      g.is_red[d] = 1;
+    else
+      g.out_stride[d] = y.strides()[d - lead];
   }
   dispatch_numeric(x.dtype(), c.op.name(), [&]<typename T>() {
-    if constexpr (std::is_floating_point_v<T>) reduce<SumOp<T, double, T>>(c, g, false);
-    else reduce<SumOp<T, uint64_t, T>>(c, g, false);
+    if constexpr (std::is_floating_point_v<T>)
+      reduce<SumOp<T, double, T>>(c, g, false);
+    else
+      reduce<SumOp<T, uint64_t, T>>(c, g, false);
   });
 }
 

@@ -147,7 +147,8 @@ TEST_CASE("matmul gradients: vectors, broadcast batches, transposed inputs", "[l
 
 TEST_CASE("softmax rows sum to 1 along any axis, f32 matches f64", "[nn]") {
   for (auto [shape, axis] : std::vector<std::pair<Shape, int64_t>>{
-           {{64, 1000}, -1}, {{1000, 64}, 0}, {{6, 300, 50}, 1}, {{3, 7}, 1}, {{1, 1}, 0}}) {
+           {{64, 1000}, -1}, {{1000, 64}, 0}, {{6, 300, 50}, 1}, {{3, 7}, 1}, {{1, 1}, 0},
+           {{5000, 10}, -1}, {{300, 63}, 1}, {{70, 64}, -1}, {{2, 3, 600}, 1}}) {
     INFO("shape " << shape_str(shape) << " axis " << axis);
     Tensor x = rnd(shape, 41, -20, 20, DType::f32);
     Tensor y = softmax(x, axis);
@@ -200,6 +201,50 @@ TEST_CASE("cross_entropy matches NumPy for every reduction and gradchecks", "[nn
   }
 }
 
+// Loss and d(sum of losses)/d logits by the definition, in f64, for logits
+// [N, C, inner] flattened and labels [N, inner].
+std::pair<std::vector<double>, std::vector<double>> reference_ce(const Tensor& logits,
+                                                                const Tensor& labels) {
+  auto x = logits.to_vector<double>();
+  auto y = labels.to_vector<int64_t>();
+  int64_t N = logits.size(0), C = logits.size(1), inner = logits.numel() / (N * C);
+  std::vector<double> loss(static_cast<size_t>(N * inner)), grad(x.size());
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t j = 0; j < inner; ++j) {
+      auto at = [&](int64_t c) { return static_cast<size_t>((n * C + c) * inner + j); };
+      double m = -INFINITY, s = 0;
+      for (int64_t c = 0; c < C; ++c) m = std::max(m, x[at(c)]);
+      for (int64_t c = 0; c < C; ++c) s += std::exp(x[at(c)] - m);
+      int64_t k = y[static_cast<size_t>(n * inner + j)];
+      loss[static_cast<size_t>(n * inner + j)] = std::log(s) + m - x[at(k)];
+      for (int64_t c = 0; c < C; ++c) grad[at(c)] = std::exp(x[at(c)] - m) / s - (c == k);
+    }
+  return {loss, grad};
+}
+
+TEST_CASE("cross_entropy kernels agree with a naive reference on every path", "[nn]") {
+  // Short rows in blocks, long rows, strided columns across a block boundary.
+  for (Shape shape : {Shape{3000, 10}, Shape{50, 100}, Shape{4, 7, 300}, Shape{3, 5, 2, 3}}) {
+    for (DType dt : {DType::f32, DType::f64}) {
+      INFO("logits " << shape_str(shape) << " " << dtype_name(dt));
+      Tensor x = rnd(shape, 61, -8, 8, dt).set_requires_grad();
+      Shape ls = shape;
+      ls.erase(1);
+      Tensor u = rnd(ls, 62, 0, static_cast<double>(shape[1]) - 1e-9);
+      Tensor y = floor(u).to(DType::i64);
+      auto [loss, grad] = reference_ce(x.detach(), y);
+      Tensor l = cross_entropy(x, y, Reduction::None);
+      REQUIRE_CLOSE(l, tensor(loss, ls), 1e-5, 1e-5);
+      l.backward(ones_like(l));
+      REQUIRE_CLOSE(x.grad(), tensor(grad, shape), 1e-6, 1e-5);
+    }
+  }
+  // Unbatched logits [C] with a 0-d label; u8 labels.
+  Tensor x = tensor(std::vector<double>{0.2, -1.3, 0.7});
+  REQUIRE_CLOSE(cross_entropy(x, scalar(2, DType::i64), Reduction::None), scalar(0.5549569196419908, DType::f64), 1e-12, 1e-12);
+  REQUIRE_CLOSE(cross_entropy(x.reshape({1, 3}), tensor(std::vector<uint8_t>{2}, {1})), scalar(0.5549569196419908, DType::f64), 1e-12, 1e-12);
+}
+
 TEST_CASE("cross_entropy rejects bad labels with the op's name", "[nn]") {
   Tensor logits = zeros({3, 4});
   REQUIRE_THROWS_AS(cross_entropy(logits, tensor(std::vector<int64_t>{0, 4, 1})), IndexError);
@@ -210,6 +255,9 @@ TEST_CASE("cross_entropy rejects bad labels with the op's name", "[nn]") {
   REQUIRE_THROWS_AS(cross_entropy(logits, tensor(std::vector<float>{0, 1, 2})), TypeError);
   REQUIRE_THROWS_WITH(cross_entropy(logits, tensor(std::vector<float>{0, 1, 2})),
                       Catch::Contains("[cross_entropy] labels must be an integer"));
+  // The strided path ([N, C, d] logits) checks too.
+  REQUIRE_THROWS_WITH(cross_entropy(zeros({2, 4, 3}), tensor(std::vector<int64_t>{0, 1, 2, 3, 7, 0}, {2, 3})),
+                      Catch::Contains("[cross_entropy] label 7"));
   REQUIRE_THROWS_AS(cross_entropy(logits, tensor(std::vector<int64_t>{0, 1})), ShapeError);
   REQUIRE_THROWS_AS(cross_entropy(logits, zeros({3, 4}, DType::i64)), ShapeError);
 }

@@ -25,12 +25,45 @@ struct ThreadCountGuard {
 };
 
 // Row/column/total sums of a row-major rows x cols matrix, in double.
-std::vector<double> reference_sum(const std::vector<float>& v, int64_t rows, int64_t cols, int axis) {
+std::vector<double> reference_sum(const std::vector<float>& v, int64_t rows, int64_t cols,
+                                  int axis) {
   std::vector<double> out(axis == 0 ? cols : axis == 1 ? rows : 1, 0.0);
   for (int64_t i = 0; i < rows; ++i)
     for (int64_t j = 0; j < cols; ++j)
       out[axis == 0 ? j : axis == 1 ? i : 0] += v[static_cast<size_t>(i * cols + j)];
   return out;
+}
+
+// The reduction of x over the normalized `axes`, one element at a time in
+// double: 0 sum, 1 prod, 2 max, 3 min, 4 argmax over the single axis.
+Tensor naive_reduce(const Tensor& x, const std::vector<int64_t>& axes, int kind) {
+  const Shape& xs = x.shape();
+  Shape os = xs;
+  for (int64_t a : axes) os[a] = 1;
+  int64_t on = shape_numel(os);
+  const double init[] = {0.0, 1.0, -INFINITY, INFINITY, 0.0};
+  std::vector<double> acc(static_cast<size_t>(on), init[kind]);
+  std::vector<double> best(static_cast<size_t>(on), -INFINITY);
+  std::vector<int64_t> idx(xs.size(), 0);
+  for (int64_t flat = 0; flat < x.numel(); ++flat) {
+    int64_t o = 0, along = 0;
+    for (size_t d = 0; d < xs.size(); ++d) {
+      o = o * os[d] + (os[d] == 1 ? 0 : idx[d]);
+      if (!axes.empty() && static_cast<int64_t>(d) == axes[0]) along = idx[d];
+    }
+    double v = x.at(idx), &a = acc[static_cast<size_t>(o)];
+    if (kind == 0) a += v;
+    if (kind == 1) a *= v;
+    if (kind == 2) a = std::max(a, v);
+    if (kind == 3) a = std::min(a, v);
+    if (kind == 4 && v > best[static_cast<size_t>(o)])
+      best[static_cast<size_t>(o)] = v, a = static_cast<double>(along);
+    for (size_t d = xs.size(); d-- > 0;) {
+      if (++idx[d] < xs[d]) break;
+      idx[d] = 0;
+    }
+  }
+  return tensor(acc, os);
 }
 
 bool bitwise_equal(const Tensor& a, const Tensor& b) {
@@ -45,11 +78,13 @@ bool bitwise_equal(const Tensor& a, const Tensor& b) {
 
 TEST_CASE("mean matches NumPy", "[reduce]") {
   Tensor x = rnd({3, 4}, 21);
-  REQUIRE_CLOSE(mean(x, {1}), T({-0.389822077976008, -0.21171286066089207, 0.33115862345377345}, {3}));
+  REQUIRE_CLOSE(mean(x, {1}),
+                T({-0.389822077976008, -0.21171286066089207, 0.33115862345377345}, {3}));
   REQUIRE_CLOSE(mean(x), T({-0.09012543839437552}, {}));
   REQUIRE_CLOSE(x.mean(), T({-0.09012543839437552}, {}));
   REQUIRE_CLOSE(mean(x, {-2}, true), T({-0.20479077641844215, 0.036362580571077364,
-                                        -0.1886196193458686, -0.0034539383842687363}, {1, 4}));
+                                        -0.1886196193458686, -0.0034539383842687363},
+                                       {1, 4}));
   Tensor m = mean(seq({2, 3}, -3.0, 1.0, DType::i32), {1});
   CHECK(m.dtype() == DType::f32);  // integers average in f32
   REQUIRE_CLOSE(m, T({-2.0, 1.0}, {2}).to(DType::f32));
@@ -58,15 +93,16 @@ TEST_CASE("mean matches NumPy", "[reduce]") {
 
 TEST_CASE("var and std match NumPy, with correction", "[reduce]") {
   Tensor x = rnd({3, 4, 5}, 22);
-  REQUIRE_CLOSE(var(x, {0, 2}), T({0.38989745565427075, 0.42819426319632764, 0.356623949110876,
-                                   0.4139535589240481}, {4}));
+  REQUIRE_CLOSE(
+      var(x, {0, 2}),
+      T({0.38989745565427075, 0.42819426319632764, 0.356623949110876, 0.4139535589240481}, {4}));
   Tensor v0 = var(x, {-1}, true, 0);
   CHECK(v0.shape() == Shape{3, 4, 1});
-  REQUIRE_CLOSE(v0.reshape({12}),
-                T({0.4001142356384686, 0.47948092668867215, 0.3488480633304334, 0.30846103936213765,
-                   0.1395271611253513, 0.4067148511217627, 0.39312412388251455, 0.3067231062912077,
-                   0.15834301788202604, 0.23935815035476873, 0.053698964166782694,
-                   0.4745345637767648}, {12}));
+  REQUIRE_CLOSE(v0.reshape({12}), T({0.4001142356384686, 0.47948092668867215, 0.3488480633304334,
+                                     0.30846103936213765, 0.1395271611253513, 0.4067148511217627,
+                                     0.39312412388251455, 0.3067231062912077, 0.15834301788202604,
+                                     0.23935815035476873, 0.053698964166782694, 0.4745345637767648},
+                                    {12}));
   Tensor s1 = ndflow::std(x, {1});
   CHECK(s1.shape() == Shape{3, 5});
   REQUIRE_CLOSE(s1.reshape({15}).slice(0, 0, 3),
@@ -88,9 +124,10 @@ TEST_CASE("logsumexp matches NumPy and is stable", "[reduce]") {
   Tensor x = rnd({2, 5}, 23, -50.0, 50.0);
   REQUIRE_CLOSE(logsumexp(x, {1}), T({47.910154338537374, 23.95153794828219}, {2}));
   REQUIRE_CLOSE(logsumexp(x), T({47.91015433857672}, {}));
-  REQUIRE_CLOSE(logsumexp(x, {0}, true), T({-2.100154020387265, 17.310114050104954,
-                                            47.91015003933716, 35.553079778932336,
-                                            -27.99567809821246}, {1, 5}));
+  REQUIRE_CLOSE(logsumexp(x, {0}, true),
+                T({-2.100154020387265, 17.310114050104954, 47.91015003933716, 35.553079778932336,
+                   -27.99567809821246},
+                  {1, 5}));
   // exp(1000) overflows; the shifted form does not.
   REQUIRE_CLOSE(logsumexp(T({1000.0, 1000.0}, {2})), T({1000.0 + std::log(2.0)}, {}));
   const double inf = std::numeric_limits<double>::infinity();
@@ -175,7 +212,7 @@ TEST_CASE("results are bit-identical for any thread count", "[reduce][large]") {
   Tensor x = rnd({1000, 1000}, 31, -1.0, 1.0, DType::f32);
   Tensor y = rnd({64, 70000}, 32, -1.0, 1.0, DType::f32);
   auto all = [&] {
-    return std::vector<Tensor>{sum(x, {0}), sum(x, {1}), sum(x), sum(y, {0}), sum(y, {1}),
+    return std::vector<Tensor>{sum(x, {0}),     sum(x, {1}), sum(x),       sum(y, {0}), sum(y, {1}),
                                sum(x.t(), {0}), max(y, {0}), argmax(x, 0), argmin(y, 1)};
   };
   set_num_threads(1);
@@ -225,6 +262,56 @@ TEST_CASE("strided, sliced and expanded inputs", "[reduce]") {
                 argmax(cube.permute({0, 2, 1}).contiguous(), 2).to(DType::f64));
 }
 
+TEST_CASE("random shapes, axes and layouts match a naive reference", "[reduce][large]") {
+  uint64_t state = 12345;
+  auto next = [&](int64_t n) {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return static_cast<int64_t>((state >> 33) % static_cast<uint64_t>(n));
+  };
+  for (int trial = 0; trial < 150; ++trial) {
+    int64_t rank = 1 + next(4);
+    Shape base_shape;
+    for (int64_t d = 0; d < rank; ++d) base_shape.push_back(next(5) == 0 ? 1 : 1 + next(9));
+    if (trial % 10 == 0) {  // few results, many reduced elements: the split path
+      rank = 2;
+      base_shape = next(2) ? Shape{1 + next(4), 20000 + next(50000)}
+                           : Shape{20000 + next(50000), 1 + next(4)};
+    }
+    Tensor x = rnd(base_shape, static_cast<uint64_t>(trial), 0.5, 1.5);
+    if (next(2)) {  // a transposed and maybe sliced layout
+      std::vector<int64_t> perm(static_cast<size_t>(rank));
+      for (int64_t d = 0; d < rank; ++d) perm[static_cast<size_t>(d)] = d;
+      for (int64_t d = rank - 1; d > 0; --d)
+        std::swap(perm[static_cast<size_t>(d)], perm[static_cast<size_t>(next(d + 1))]);
+      x = x.permute(perm);
+      int64_t a = next(rank);
+      if (x.size(a) > 2) x = x.slice(a, 1, x.size(a), 2);
+    }
+    std::vector<int64_t> axes;
+    for (int64_t d = 0; d < rank; ++d)
+      if (next(2)) axes.push_back(next(2) ? d : d - rank);
+    bool keep = next(2);
+    auto norm = normalize_axes(axes, rank, "test");
+    INFO("trial " << trial << ": shape " << shape_str(x.shape()) << ", axes " << shape_str(axes)
+                  << ", keepdims " << keep);
+    auto shaped = [&](const Tensor& r, bool keepdims) {
+      return keepdims ? r : r.reshape(sum(x, axes).shape());
+    };
+    REQUIRE_CLOSE(shaped(naive_reduce(x, norm, 0), keep), sum(x, axes, keep), 1e-9, 1e-12);
+    REQUIRE_CLOSE(shaped(naive_reduce(x, norm, 2), keep), max(x, axes, keep), 0, 0);
+    REQUIRE_CLOSE(shaped(naive_reduce(x, norm, 3), keep), min(x, axes, keep), 0, 0);
+    if (x.numel() < 5000)
+      REQUIRE_CLOSE(shaped(naive_reduce(x, norm, 1), keep), prod(x, axes, keep), 0, 1e-12);
+    if (rank > 0) {
+      int64_t a = next(rank);
+      Tensor expected = naive_reduce(x, {a}, 4);
+      REQUIRE_CLOSE(argmax(x, a, true).to(DType::f64), expected, 0, 0);
+    }
+    // Flattened: the index counts in logical (row-major) order, whatever the layout.
+    CHECK(argmin(x).item<int64_t>() == argmin(x.contiguous()).item<int64_t>());
+  }
+}
+
 // ------------------------------------------------------------ empty tensors
 
 TEST_CASE("empty reductions", "[reduce][empty]") {
@@ -233,7 +320,7 @@ TEST_CASE("empty reductions", "[reduce][empty]") {
   CHECK(sum(e, {1}).shape() == Shape{0});
   CHECK(sum(e).item<double>() == 0.0);
   CHECK(prod(e).item<double>() == 1.0);
-  CHECK(max(e, {1}).shape() == Shape{0});  // nothing reduced over an empty axis
+  CHECK(max(e, {1}).shape() == Shape{0});  // axis 1 is not empty: an empty result
   CHECK(std::isnan(mean(e).item<double>()));
   CHECK(logsumexp(e, {0}).at({1}) == -std::numeric_limits<double>::infinity());
   REQUIRE_THROWS_AS(max(e), ValueError);
@@ -268,11 +355,13 @@ TEST_CASE("integer and bool reductions", "[reduce]") {
 TEST_CASE("bad axes and shapes raise errors naming the op", "[reduce][errors]") {
   Tensor x = rnd({2, 3}, 37);
   REQUIRE_THROWS_AS(sum(x, {3}), IndexError);
-  REQUIRE_THROWS_WITH(sum(x, {3}), Catch::Contains(
-      "[sum] axis 3 is out of range for a tensor of rank 2 (valid: -2..1)"));
+  REQUIRE_THROWS_WITH(
+      sum(x, {3}),
+      Catch::Contains("[sum] axis 3 is out of range for a tensor of rank 2 (valid: -2..1)"));
   REQUIRE_THROWS_WITH(prod(x, {-3}), Catch::Contains("[prod]"));
   REQUIRE_THROWS_AS(sum(x, {0, -2}), ValueError);
-  REQUIRE_THROWS_WITH(sum(x, {0, -2}), Catch::Contains("[sum]") && Catch::Contains("more than once"));
+  REQUIRE_THROWS_WITH(sum(x, {0, -2}),
+                      Catch::Contains("[sum]") && Catch::Contains("more than once"));
   REQUIRE_THROWS_WITH(max(x, {1, 1}), Catch::Contains("[max]"));
   REQUIRE_THROWS_WITH(mean(x, {2}), Catch::Contains("[mean]"));
   REQUIRE_THROWS_WITH(var(x, {5}), Catch::Contains("[var]"));
