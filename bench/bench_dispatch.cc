@@ -108,7 +108,7 @@ int main(int argc, char** argv) {
                   so.median * 1e9, peer_s.c_str(), ratio_s.c_str());
       summary("dispatch add f32 " + label, fmt("%dt", t), fmt("%.0f ns", so.min * 1e9),
               pmin > 0 ? fmt("%s %.0f ns", peer_name.c_str(), pmin * 1e9) : "-",
-              pmin > 0 && check.trusted() ? fmt("%.2fx time", so.min / pmin) : "-");
+              pmin <= 0 ? "-" : check.trusted() ? fmt("%.2fx time", so.min / pmin) : "no ratio (peer)");
     }
   }
   return 0;

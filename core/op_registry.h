@@ -203,6 +203,10 @@ class NDF_EXPORT OpDef {
   bool is_stateful() const { return stateful_; }
   bool has_side_effects() const { return side_effects_; }
   const std::vector<int>& mutated_inputs() const { return mutated_; }
+  // Structural graph ops (placeholder, constant, variable): the executor
+  // produces their outputs itself; they have no kernel and never run eagerly.
+  OpDef& graph_only() { graph_only_ = true; return *this; }
+  bool is_graph_only() const { return graph_only_; }
 
   // Kernel table, filled by KernelRegistry::add.
   KernelFn kernel(DeviceType d) const { return kernels_[static_cast<int>(d)]; }
@@ -223,6 +227,7 @@ class NDF_EXPORT OpDef {
   std::vector<int> saved_inputs_, saved_outputs_;
   bool elementwise_ = false, commutative_ = false, stateful_ = false, side_effects_ = false;
   std::vector<int> mutated_;
+  bool graph_only_ = false;
   KernelFn kernels_[kNumDeviceTypes] = {};
   std::vector<DType> kernel_dtypes_[kNumDeviceTypes];
 };

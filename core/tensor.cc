@@ -268,6 +268,15 @@ Tensor Tensor::detach() const {
   return make_view(*this, s.shape, s.strides, s.offset);
 }
 
+Tensor& Tensor::mark_variable(const std::string& name) {
+  TensorImpl& t = const_cast<TensorImpl&>(checked());
+  NDF_CHECK(t.storage, ValueError, "mark_variable: a symbolic tensor cannot be a Variable; create "
+            "the Variable eagerly and use it inside the graph");
+  t.is_variable = true;
+  t.variable_name = name;
+  return *this;
+}
+
 void Tensor::backward(const Tensor& grad_output, bool retain_graph) const {
   ndflow::backward({*this}, {grad_output}, retain_graph);
 }

@@ -22,7 +22,7 @@
 
 namespace ndflow {
 
-class Graph;
+struct GraphData;
 struct TapeNode;
 class Tensor;
 
@@ -30,7 +30,7 @@ class Tensor;
 // The graph is held weakly so that a symbolic tensor that outlives its graph
 // is detected when used, instead of dangling.
 struct SymbolicRef {
-  std::weak_ptr<Graph> graph;
+  std::weak_ptr<GraphData> graph;
   int64_t node = -1;
   int output = 0;
 };
@@ -50,6 +50,11 @@ struct TensorImpl {
   std::shared_ptr<TensorImpl> grad;   // accumulated gradient of a leaf
 
   std::unique_ptr<SymbolicRef> symbolic;  // set for graph-mode tensors
+
+  // A Variable (parameter, buffer, optimizer slot, hyperparameter): graphs
+  // capture it by reference rather than as a constant (DESIGN.md §5).
+  bool is_variable = false;
+  std::string variable_name;
 };
 
 class NDF_EXPORT Tensor {
@@ -137,6 +142,12 @@ class NDF_EXPORT Tensor {
   void zero_grad();     // drops the accumulated gradient
   Tensor detach() const;  // shares storage, no autograd history
   void backward(const Tensor& grad_output = Tensor(), bool retain_graph = false) const;
+
+  // --- variables (see DESIGN.md §5 "Tracing and state") ---
+  // Marks this eager tensor as a Variable: graphs built or traced with it read
+  // and update this very buffer instead of baking in a constant copy.
+  Tensor& mark_variable(const std::string& name = "");
+  bool is_variable() const { return impl_ && impl_->is_variable; }
 
  private:
   const TensorImpl& checked() const;

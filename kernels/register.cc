@@ -11,6 +11,8 @@ void register_array_kernels(KernelRegistry& r);
 void register_creation_kernels(KernelRegistry& r);
 void register_random_kernels(KernelRegistry& r);
 void register_nn_kernels(KernelRegistry& r);
+void register_state_kernels(KernelRegistry& r);
+void register_optim_kernels(KernelRegistry& r);
 }  // namespace cpu
 
 void register_all_kernels(KernelRegistry& r) {
@@ -21,6 +23,8 @@ void register_all_kernels(KernelRegistry& r) {
   cpu::register_creation_kernels(r);
   cpu::register_random_kernels(r);
   cpu::register_nn_kernels(r);
+  cpu::register_state_kernels(r);
+  cpu::register_optim_kernels(r);
 }
 
 }  // namespace ndflow

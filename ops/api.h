@@ -194,6 +194,16 @@ NDF_EXPORT Tensor cast(const Tensor& x, DType dtype);
 NDF_EXPORT Tensor contiguous(const Tensor& x);
 NDF_EXPORT Tensor flatten(const Tensor& x, int64_t start_axis = 0, int64_t end_axis = -1);
 
+// ------------------------------------------------------------ graph & state
+// y = x, sharing storage.
+NDF_EXPORT Tensor identity(const Tensor& x);
+// y = x with no gradient flowing back (detach that also works in graphs).
+NDF_EXPORT Tensor stop_gradient(const Tensor& x);
+// In-place updates of a Variable: var <- value, var <- var + value (value
+// broadcasts and is cast to var's dtype). Eager: done now; in a graph: a node.
+NDF_EXPORT void assign(const Tensor& var, const Tensor& value);
+NDF_EXPORT void assign_add(const Tensor& var, const Tensor& value);
+
 // -------------------------------------------------------------------- nn
 NDF_EXPORT Tensor softmax(const Tensor& x, int64_t axis = -1);
 NDF_EXPORT Tensor log_softmax(const Tensor& x, int64_t axis = -1);
@@ -206,5 +216,75 @@ NDF_EXPORT Tensor mse_loss(const Tensor& pred, const Tensor& target,
 // Zeroes elements with probability p and scales the rest by 1/(1-p) when
 // `training`; the identity otherwise.
 NDF_EXPORT Tensor dropout(const Tensor& x, double p, bool training, Generator* gen = nullptr);
+
+// --------------------------------------------------------- optimizer updates
+// Fused in-place updates with torch.optim's semantics (ops/optim.cc). Each
+// call rewrites `param` and its state ("slots") in one pass and returns
+// nothing. The caller owns the state: every slot starts as zeros_like(param)
+// (Adagrad's accum at its initial value), `step` as a 0-d i64 zero that the op
+// increments before using it; `lr` is a 0-d f32/f64 tensor, so a scheduler
+// changes it in place (lr.fill_(x)) without rebuilding a graph. param, grad
+// and the slots share one dtype (f32 or f64) and shape — there is no type
+// promotion; grad may be any view. Run updates under NoGradGuard when param
+// requires grad (the call is refused otherwise):
+//
+//   Tensor m = zeros_like(w), v = zeros_like(w), step = zeros({}, DType::i64);
+//   Tensor lr = scalar(1e-3);
+//   { NoGradGuard no_grad; apply_adam(w, w.grad(), m, v, step, lr); }
+struct SGDOptions {
+  double weight_decay = 0;  // L2 penalty added to the gradient
+};
+// param -= lr * (grad + weight_decay * param).
+NDF_EXPORT void apply_sgd(const Tensor& param, const Tensor& grad, const Tensor& lr,
+                          const SGDOptions& o = {});
+
+struct MomentumOptions {
+  double momentum = 0.9;
+  double dampening = 0;
+  bool nesterov = false;  // needs momentum > 0 and dampening == 0
+  double weight_decay = 0;
+};
+// torch.optim.SGD with momentum. `velocity` (the momentum buffer) is set to
+// the gradient on the first step (step == 0), as PyTorch does, and is
+// momentum * velocity + (1 - dampening) * grad afterwards.
+NDF_EXPORT void apply_momentum(const Tensor& param, const Tensor& grad, const Tensor& velocity,
+                               const Tensor& step, const Tensor& lr, const MomentumOptions& o = {});
+
+struct AdagradOptions {
+  double eps = 1e-10;
+  double weight_decay = 0;
+  double lr_decay = 0;  // lr / (1 + (step - 1) * lr_decay)
+};
+// torch.optim.Adagrad; `accum` starts at initial_accumulator_value (0 there by default).
+NDF_EXPORT void apply_adagrad(const Tensor& param, const Tensor& grad, const Tensor& accum,
+                              const Tensor& step, const Tensor& lr, const AdagradOptions& o = {});
+
+struct RMSPropOptions {
+  double alpha = 0.99;
+  double eps = 1e-8;
+  double weight_decay = 0;
+  double momentum = 0;    // > 0 needs momentum_buffer
+  bool centered = false;  // true needs grad_avg
+};
+// torch.optim.RMSprop. The slots a setting does not use may be left undefined.
+NDF_EXPORT void apply_rmsprop(const Tensor& param, const Tensor& grad, const Tensor& square_avg,
+                              const Tensor& lr, const RMSPropOptions& o = {},
+                              const Tensor& momentum_buffer = Tensor(),
+                              const Tensor& grad_avg = Tensor());
+
+struct AdamOptions {
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0;
+  bool decoupled_weight_decay = false;  // true: AdamW (param *= 1 - lr * weight_decay)
+  bool amsgrad = false;                 // true needs max_v
+};
+// torch.optim.Adam / AdamW: m and v are the first and second moments, max_v
+// their running maximum for amsgrad (may be left undefined otherwise); step
+// is incremented before the bias correction 1 - beta^step.
+NDF_EXPORT void apply_adam(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v,
+                           const Tensor& step, const Tensor& lr, const AdamOptions& o = {},
+                           const Tensor& max_v = Tensor());
 
 }  // namespace ndflow

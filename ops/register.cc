@@ -11,6 +11,8 @@ void register_array_ops(OpRegistry& r);
 void register_creation_ops(OpRegistry& r);
 void register_random_ops(OpRegistry& r);
 void register_nn_ops(OpRegistry& r);
+void register_state_ops(OpRegistry& r);
+void register_optim_ops(OpRegistry& r);
 
 void register_all_ops(OpRegistry& r) {
   register_math_ops(r);
@@ -20,6 +22,8 @@ void register_all_ops(OpRegistry& r) {
   register_creation_ops(r);
   register_random_ops(r);
   register_nn_ops(r);
+  register_state_ops(r);
+  register_optim_ops(r);
 }
 
 }  // namespace ndflow

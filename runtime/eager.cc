@@ -82,6 +82,8 @@ std::vector<Tensor> call_op(const OpDef& op, std::span<const Tensor> inputs, con
   bool symbolic = false;
   check_inputs(op, inputs, &symbolic);
   if (GraphBuilder* b = tls_builder) return b->add_op(op, inputs, attrs);
+  NDF_CHECK(!op.is_graph_only(), ValueError, "[", op.name(), "] exists only in graphs; create it "
+            "with the Graph methods (placeholder, constant, variable) inside a GraphScope");
   NDF_CHECK(!symbolic, ValueError, "[", op.name(),
             "] got a symbolic (graph) tensor outside of its graph scope; symbolic tensors can "
             "only be used while their graph is being built");

@@ -21,9 +21,11 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/graph.h"
 #include "core/op_registry.h"
 #include "core/shape.h"
 #include "core/tensor.h"
 #include "ops/api.h"
 #include "runtime/autograd.h"
 #include "runtime/eager.h"
+#include "runtime/trace.h"

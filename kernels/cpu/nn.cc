@@ -23,11 +23,12 @@ namespace {
 // e^x in f32 without a libm call, so that the loops around it vectorize
 // (glibc's vector exp is only declared under -ffast-math). Cephes' expf:
 // x = n ln2 + r with |r| <= ln2/2, e^r by a degree-6 polynomial, 2^n built in
-// the exponent bits; about 1 ulp. Below -87.3 the result is flushed to 0
-// (e^-87.3 is the smallest normal float); softmax never needs more.
+// the exponent bits; about 1.4 ulp. Below -87.33 the result is flushed to 0
+// (e^-87.33 is the smallest normal float; softmax never needs less).
 inline float exp_f32(float x) {
   constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  float xc = std::min(std::max(x, -87.33f), 88.37f);
+  constexpr float kMin = -87.33f, kMax = 88.7228391f;  // ln(FLT_MAX)
+  float xc = std::min(std::max(x, kMin), kMax);
   float t = xc * 1.44269504088896341f + kMagic;
   float n = t - kMagic;
   float r = xc - n * 0.693359375f;
@@ -39,10 +40,13 @@ inline float exp_f32(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  uint32_t bits = (std::bit_cast<uint32_t>(t) - std::bit_cast<uint32_t>(kMagic) + 127u) << 23;
-  float y = p * std::bit_cast<float>(bits);
-  y = x < -87.33f ? 0.0f : y;
-  y = x > 88.72f ? std::numeric_limits<float>::infinity() : y;
+  // n is in [-126, 128]; 2^128 is not a float, so that case scales by 2^127 * 2.
+  auto ni = static_cast<int32_t>(std::bit_cast<uint32_t>(t) - std::bit_cast<uint32_t>(kMagic));
+  float twice = ni > 127 ? 2.0f : 1.0f;
+  ni = std::min(ni, int32_t{127});
+  float y = p * std::bit_cast<float>(static_cast<uint32_t>(ni + 127) << 23) * twice;
+  y = x < kMin ? 0.0f : y;
+  y = x > kMax ? std::numeric_limits<float>::infinity() : y;
   return x != x ? x : y;
 }
 

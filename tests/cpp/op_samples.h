@@ -32,6 +32,8 @@ SampleList array_samples();
 SampleList creation_samples();
 SampleList random_samples();
 SampleList nn_samples();
+SampleList optim_samples();
+SampleList state_samples();
 
 SampleList all_samples();
 
