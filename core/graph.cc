@@ -128,9 +128,43 @@ std::vector<Tensor> Graph::add_op(const OpDef& op, std::span<const Tensor> input
   }
   n.outputs = op.run_infer(metas, n.attrs);
   int64_t id = add_node(std::move(n));
+  order_variable_accesses(id);
   std::vector<Tensor> outs;
   for (size_t j = 0; j < node(id)->outputs.size(); ++j) outs.push_back(tensor({id, static_cast<int>(j)}));
   return outs;
+}
+
+// The variable node an edge aliases (directly or through view ops), or -1.
+int64_t Graph::variable_behind(NodeOutput e) const {
+  for (const Node* n = node(e.node); n; n = n->inputs.empty() ? nullptr : node(n->inputs[0].node)) {
+    if (n->op->name() == "variable") return n->id;
+    if (!n->op->is_view()) return -1;
+  }
+  return -1;
+}
+
+void Graph::order_variable_accesses(int64_t id) {
+  Node& n = *mutable_node(id);
+  auto add_ctl = [&](int64_t before) {
+    if (before >= 0 && before != id && node(before) &&
+        std::find(n.control_inputs.begin(), n.control_inputs.end(), before) == n.control_inputs.end())
+      n.control_inputs.push_back(before);
+  };
+  const auto& mutated = n.op->mutated_inputs();
+  for (size_t i = 0; i < n.inputs.size(); ++i) {
+    int64_t var = variable_behind(n.inputs[i]);
+    if (var < 0) continue;
+    auto& acc = d_->variable_access[var];
+    bool writes = std::find(mutated.begin(), mutated.end(), static_cast<int>(i)) != mutated.end();
+    add_ctl(acc.last_writer);  // read-after-write and write-after-write
+    if (writes) {
+      for (int64_t r : acc.readers) add_ctl(r);  // write-after-read
+      acc.readers.clear();
+      acc.last_writer = id;
+    } else if (!n.op->is_view()) {  // a view is not a read: its consumers are
+      acc.readers.push_back(id);
+    }
+  }
 }
 
 void Graph::add_control_dependency(const Tensor& before, const Tensor& after) {
@@ -303,6 +337,16 @@ std::vector<int64_t> Graph::compact() {
   d_->nodes = std::move(fresh);
   for (auto& [name, id] : d_->inputs) id = remap[static_cast<size_t>(id)];
   for (auto& [name, o] : d_->outputs) o.node = remap[static_cast<size_t>(o.node)];
+  auto at = [&](int64_t old) { return old < 0 ? -1 : remap[static_cast<size_t>(old)]; };
+  std::unordered_map<int64_t, GraphData::VariableAccess> access;
+  for (auto& [var, acc] : d_->variable_access) {
+    if (at(var) < 0) continue;
+    GraphData::VariableAccess& a = access[at(var)];
+    a.last_writer = at(acc.last_writer);
+    for (int64_t r : acc.readers)
+      if (at(r) >= 0) a.readers.push_back(at(r));
+  }
+  d_->variable_access = std::move(access);
   return remap;
 }
 
@@ -312,6 +356,7 @@ Graph Graph::clone() const {
   g.d_->inputs = d_->inputs;
   g.d_->outputs = d_->outputs;
   g.d_->name_counter = d_->name_counter;
+  g.d_->variable_access = d_->variable_access;
   return g;
 }
 

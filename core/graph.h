@@ -18,6 +18,7 @@
 
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/op_registry.h"
@@ -48,6 +49,13 @@ struct GraphData {
   std::vector<std::pair<std::string, int64_t>> inputs;      // named placeholders
   std::vector<std::pair<std::string, NodeOutput>> outputs;  // named results
   int64_t name_counter = 0;
+  // Per variable node, the accesses since its last in-place update: used to
+  // order reads and writes of Variables in program order (see Graph::add_op).
+  struct VariableAccess {
+    std::vector<int64_t> readers;
+    int64_t last_writer = -1;
+  };
+  std::unordered_map<int64_t, VariableAccess> variable_access;
 };
 
 class NDF_EXPORT Graph {
@@ -66,6 +74,11 @@ class NDF_EXPORT Graph {
   Tensor variable(const Tensor& var);
   // Adds a node running `op`; eager tensors among `inputs` become constants
   // (or variable reads, for Variables). Returns the symbolic outputs.
+  // Reads and in-place updates of a Variable keep their program order: an
+  // update gets control inputs from every earlier reader (through views too),
+  // and a later reader from the update — as TF2's automatic control
+  // dependencies do — so a compiled training step never reads a half-updated
+  // parameter.
   std::vector<Tensor> add_op(const OpDef& op, std::span<const Tensor> inputs, const Attrs& attrs,
                              const std::string& name = "");
   // `after` does not start before `before` has finished.
@@ -109,6 +122,8 @@ class NDF_EXPORT Graph {
 
  private:
   std::string unique_name(const std::string& base);
+  int64_t variable_behind(NodeOutput e) const;
+  void order_variable_accesses(int64_t id);
   std::shared_ptr<GraphData> d_;
 };
 
