@@ -114,7 +114,8 @@ static bool attr_matches(AttrType t, const AttrValue& v) {
 
 Attrs OpDef::complete_attrs(const Attrs& given) const {
   for (auto& [k, v] : given.items()) {
-    auto it = std::find_if(attrs_.begin(), attrs_.end(), [&](auto& s) { return s.name == k; });
+    // NOTE: clang 14 (the fuzzing compiler) cannot capture structured bindings.
+    auto it = std::find_if(attrs_.begin(), attrs_.end(), [&key = k](auto& s) { return s.name == key; });
     if (it == attrs_.end()) {
       std::string valid;
       for (auto& s : attrs_) valid += (valid.empty() ? "" : ", ") + s.name;

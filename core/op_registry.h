@@ -5,6 +5,7 @@
 // by kernels/<device>/register.cc. Nothing registers itself at static-init time.
 #pragma once
 
+#include <exception>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -114,6 +115,30 @@ using GradFn = std::function<std::vector<Tensor>(const GradContext&)>;
 
 // ------------------------------------------------------------------ kernels
 
+// Completion handle of an asynchronous kernel (DESIGN.md §4: Recv,
+// collectives). Copyable and cheap; call it exactly once, from any thread,
+// once the outputs are written — with the error (e.g.
+// std::make_exception_ptr(ValueError(...))) if the kernel failed.
+class NDF_EXPORT AsyncDone {
+ public:
+  // Implemented by the caller that runs the kernel (the graph executor).
+  class Sink {
+   public:
+    virtual ~Sink() = default;
+    virtual void complete(std::exception_ptr error) = 0;
+  };
+  AsyncDone() = default;
+  explicit AsyncDone(std::shared_ptr<Sink> sink) : sink_(std::move(sink)) {}
+  explicit operator bool() const { return sink_ != nullptr; }
+  void operator()(std::exception_ptr error = nullptr) const {
+    NDF_CHECK(sink_, InternalError, "AsyncDone called on an empty handle");
+    sink_->complete(std::move(error));
+  }
+
+ private:
+  std::shared_ptr<Sink> sink_;
+};
+
 class NDF_EXPORT KernelContext {
  public:
   KernelContext(const OpDef& op, std::span<const Tensor> inputs, std::span<Tensor> outputs,
@@ -123,11 +148,36 @@ class NDF_EXPORT KernelContext {
   const Tensor& input(size_t i) const { return inputs[i]; }
   Tensor& output(size_t i) const { return outputs[i]; }
 
+  // Asynchronous kernels: call defer() before returning, keep the handle and
+  // the Tensors you need (this context dies when the kernel returns), and
+  // call the handle when done. The caller never blocks a thread waiting.
+  // Only callers that set `async_host` (the graph executor) support this;
+  // elsewhere defer() throws a ValueError naming the op.
+  class AsyncHost {
+   public:
+    virtual AsyncDone begin_async() = 0;
+
+   protected:
+    ~AsyncHost() = default;
+  };
+  AsyncDone defer() {
+    NDF_CHECK(async_host, ValueError, "[", op_name(), "] completes asynchronously; run it in a "
+              "graph (Session), which can wait for it — eager dispatch cannot");
+    NDF_CHECK(!deferred, InternalError, "[", op_name(), "] kernel called defer() twice");
+    deferred = true;
+    return async_host->begin_async();
+  }
+
   const OpDef& op;
   std::span<const Tensor> inputs;
   std::span<Tensor> outputs;  // preallocated with the inferred metadata (views: set by the op)
   const Attrs& attrs;
   int num_threads;            // intra-op parallelism the kernel may use
+  AsyncHost* async_host = nullptr;  // set by callers that support asynchronous kernels
+  bool deferred = false;            // set by defer(): the kernel completes later
+
+ private:
+  const std::string& op_name() const;
 };
 using KernelFn = void (*)(KernelContext&);
 
@@ -231,6 +281,8 @@ class NDF_EXPORT OpDef {
   KernelFn kernels_[kNumDeviceTypes] = {};
   std::vector<DType> kernel_dtypes_[kNumDeviceTypes];
 };
+
+inline const std::string& KernelContext::op_name() const { return op.name(); }
 
 class NDF_EXPORT OpRegistry {
  public:

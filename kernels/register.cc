@@ -13,6 +13,7 @@ void register_random_kernels(KernelRegistry& r);
 void register_nn_kernels(KernelRegistry& r);
 void register_state_kernels(KernelRegistry& r);
 void register_optim_kernels(KernelRegistry& r);
+void register_fused_kernels(KernelRegistry& r);
 }  // namespace cpu
 
 void register_all_kernels(KernelRegistry& r) {
@@ -25,6 +26,7 @@ void register_all_kernels(KernelRegistry& r) {
   cpu::register_nn_kernels(r);
   cpu::register_state_kernels(r);
   cpu::register_optim_kernels(r);
+  cpu::register_fused_kernels(r);
 }
 
 }  // namespace ndflow

@@ -148,7 +148,8 @@ void register_optim_ops(OpRegistry& r) {
             .attr("momentum", F).attr("dampening", F, 0.0).attr("nesterov", B, false)
             .attr("weight_decay", F, 0.0)
             .doc("SGD with (Nesterov) momentum, in place, as torch.optim.SGD; velocity = grad on "
-                 "the first step (step == 0), then momentum * velocity + (1 - dampening) * grad")
+                 "the first step (step == 0) or with momentum 0, else momentum * velocity + "
+                 "(1 - dampening) * grad")
             .infer(no_outputs([](const InferContext& c, const Attrs& a, const Checker& check) {
               const std::string& op = c.op.name();
               at_least(a, op, "momentum", 0.0);

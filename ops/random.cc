@@ -132,9 +132,11 @@ Metas infer_randint(const InferContext& c) {
   return Metas{m};
 }
 
-// Adds the attributes every random op shares.
+// Adds the attributes every random op shares. Random ops are stateful, as in
+// TensorFlow (SetIsStateful): graph passes must not fold, merge or hoist a
+// draw, which is meant to be made anew where and when it runs.
 OpDef& draw_op(OpRegistry& r, const char* name, DType default_dtype, const char* doc) {
-  return r.add(OpDef(name).output("y").doc(doc)
+  return r.add(OpDef(name).output("y").doc(doc).stateful()
                    .attr("shape", AttrType::Ints)
                    .attr("dtype", AttrType::DType, default_dtype)
                    .attr("seed", AttrType::Int, int64_t{0})

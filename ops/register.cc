@@ -13,6 +13,7 @@ void register_random_ops(OpRegistry& r);
 void register_nn_ops(OpRegistry& r);
 void register_state_ops(OpRegistry& r);
 void register_optim_ops(OpRegistry& r);
+void register_fused_ops(OpRegistry& r);
 
 void register_all_ops(OpRegistry& r) {
   register_math_ops(r);
@@ -24,6 +25,7 @@ void register_all_ops(OpRegistry& r) {
   register_nn_ops(r);
   register_state_ops(r);
   register_optim_ops(r);
+  register_fused_ops(r);
 }
 
 }  // namespace ndflow

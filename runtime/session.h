@@ -10,6 +10,7 @@
 
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -42,12 +43,17 @@ struct RunStats {
 };
 
 class CompiledGraph;
+class ThreadPool;
 
 class NDF_EXPORT Session {
  public:
   explicit Session(Graph graph, SessionOptions options = {});
   ~Session();
 
+  // Runs may overlap from several threads (last_run_stats() then reports
+  // whichever finished last). Nodes added to the graph after a compile are
+  // noticed and the fetches recompiled.
+  //
   // Feeds are placeholder names -> tensors; fetches name graph outputs
   // (Graph::mark_output) or nodes ("name" or "name:1"); targets are node
   // names run for their effects (e.g. optimizer updates). Throws
@@ -66,6 +72,11 @@ class NDF_EXPORT Session {
   SessionOptions options_;
   std::map<std::string, std::unique_ptr<CompiledGraph>> cache_;
   RunStats last_;
+  // Compiled for an older state of the graph; kept alive because a run on
+  // another thread may still be using them.
+  std::vector<std::unique_ptr<CompiledGraph>> retired_;
+  std::shared_ptr<ThreadPool> pool_;  // inter-op workers shared by every compiled graph
+  std::mutex mu_;                     // guards cache_, retired_ and last_
 };
 
 }  // namespace ndflow

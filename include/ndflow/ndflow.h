@@ -15,7 +15,8 @@
 //
 // Core types: Tensor (core/tensor.h), DType, Shape, Device. Ops: ops/api.h.
 // Autograd: backward(), grad(), gradcheck() in runtime/autograd.h; NoGradGuard
-// and thread settings in runtime/eager.h. Errors: ndflow::Error and its
+// and thread settings in runtime/eager.h. Static graphs: GraphScope/trace in
+// runtime/trace.h, run by Session (runtime/session.h). Errors: ndflow::Error and its
 // subclasses (core/error.h).
 #pragma once
 
@@ -28,4 +29,5 @@
 #include "ops/api.h"
 #include "runtime/autograd.h"
 #include "runtime/eager.h"
+#include "runtime/session.h"
 #include "runtime/trace.h"

@@ -34,6 +34,7 @@ SampleList random_samples();
 SampleList nn_samples();
 SampleList optim_samples();
 SampleList state_samples();
+SampleList fused_samples();
 
 SampleList all_samples();
 

@@ -310,3 +310,35 @@ TEST_CASE("dropout's gradient is its mask scaled by 1/(1-p)", "[nn]") {
   y.sum().backward();
   REQUIRE_CLOSE(x.grad(), y.detach(), 1e-6, 1e-6);
 }
+
+TEST_CASE("matmul and the nn ops build graphs with unknown batch dims, gradients included",
+          "[linalg][nn]") {
+  Graph g;
+  GraphScope scope(g);
+  Tensor x = g.placeholder("x", {-1, 4});
+  Tensor w = g.placeholder("w", {4, 3});
+  Tensor labels = g.placeholder("labels", {-1}, DType::i64);
+  Tensor h = matmul(x, w);
+  CHECK(h.shape() == Shape{-1, 3});
+  Tensor loss = cross_entropy(h, labels);
+  CHECK(loss.shape() == Shape{});
+  auto gs = gradients({loss}, {x, w});
+  CHECK(gs[0].shape() == Shape{-1, 4});
+  CHECK(gs[1].shape() == Shape{4, 3});
+
+  // A batch of matrices times a vector, and times a shared matrix (the
+  // gradient of the shared matrix goes through the flattened GEMM).
+  Tensor b3 = g.placeholder("b3", {-1, 5, 4});
+  Tensor v = g.placeholder("v", {4});
+  Tensor r = matmul(b3, v);
+  CHECK(r.shape() == Shape{-1, 5});
+  Tensor bw = matmul(b3, w);
+  CHECK(bw.shape() == Shape{-1, 5, 3});
+  Tensor y = sum(log_softmax(bw, 1)) + sum(softmax(r, 0)) + mse_loss(r, r * 2.0);
+  auto g2 = gradients({y}, {b3, v, w});
+  CHECK(g2[0].shape() == Shape{-1, 5, 4});
+  CHECK(g2[1].shape() == Shape{4});
+  CHECK(g2[2].shape() == Shape{4, 3});
+  CHECK(dropout(r, 0.5, false).same(r));
+  REQUIRE_THROWS_WITH(matmul(x, g.placeholder("bad", {5, 2})), Catch::Contains("[matmul] inner dimensions differ"));
+}

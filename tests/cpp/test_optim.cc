@@ -5,6 +5,7 @@
 // trained end to end with apply_adam.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 
 #include "op_samples.h"
@@ -179,6 +180,13 @@ TEST_CASE("apply_momentum matches torch.optim.SGD with momentum, first step incl
     nest.steps([&](auto& p, auto& g, auto& lr) { apply_momentum(p, g, buf3, step3, lr, on); });
     nest.expect(nest.param, kMomNesterov, "param (nesterov)");
     nest.expect(buf3, kMomNesterovBuf, "velocity (nesterov)");
+
+    // momentum 0 is plain SGD, dampening ignored (torch.optim.SGD keeps no buffer then).
+    Run zero(dt, 0.1, reps);
+    Tensor buf4 = zero.slot(), step4 = zero.step();
+    MomentumOptions oz{.momentum = 0, .dampening = 0.5};
+    zero.steps([&](auto& p, auto& g, auto& lr) { apply_momentum(p, g, buf4, step4, lr, oz); });
+    zero.expect(zero.param, kSgdPlain, "param (momentum 0)");
   }
 }
 
@@ -396,6 +404,35 @@ TEST_CASE("optimizer updates report bad inputs, naming the op", "[optim]") {
   REQUIRE(step.item<int64_t>() == 0);
   REQUIRE_CLOSE(m, zeros({2, 3}, DType::f64), 0, 0);
   REQUIRE_CLOSE(p, zeros({2, 3}, DType::f64), 0, 0);
+}
+
+TEST_CASE("optimizer updates in a graph: one node, ordered after reads of its Variables", "[optim][graph]") {
+  // The same API call adds a node when a graph is being built; param and the
+  // slots are Variables, so the node updates the very buffers (DESIGN.md §5).
+  Tensor w = zeros({2, 3}, DType::f64).mark_variable("w");
+  Tensor m = zeros({2, 3}, DType::f64).mark_variable("m"), v = zeros({2, 3}, DType::f64).mark_variable("v");
+  Tensor step = zeros({}, DType::i64).mark_variable("step"), lr = scalar(0.1, DType::f64).mark_variable("lr");
+  Graph g;
+  GraphScope scope(g);
+  Tensor x = g.placeholder("x", {-1, 3}, DType::f64);
+  Tensor read = matmul(x, w.t());  // reads w before the update
+  Tensor grad = g.placeholder("grad", {2, -1}, DType::f64);  // unknown dims are accepted
+  size_t before = g.num_nodes();
+  apply_adam(w, grad, m, v, step, lr, {.amsgrad = false});
+  const Node* update = nullptr;
+  for (const Node* n : g.nodes())
+    if (n->op->name() == "apply_adam") update = n;
+  REQUIRE(update != nullptr);
+  CHECK(update->outputs.empty());
+  CHECK(update->attrs.get<double>("beta2") == 0.999);
+  CHECK(g.num_nodes() > before);
+  // The update waits for the earlier reader of w (write-after-read).
+  const int64_t reader = g.edge(read).node;
+  CHECK(std::find(update->control_inputs.begin(), update->control_inputs.end(), reader) !=
+        update->control_inputs.end());
+  // Bad shapes fail while building, naming the op.
+  REQUIRE_THROWS_WITH(apply_adam(w, g.placeholder("bad", {3, 2}, DType::f64), m, v, step, lr),
+                      Catch::Contains("[apply_adam]") && Catch::Contains("[3,2]"));
 }
 
 TEST_CASE("apply_adam trains a linear regression eagerly", "[optim]") {
