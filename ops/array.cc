@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "ops/api.h"
+#include "ops/array_internal.h"
 #include "runtime/eager.h"
 
 namespace ndflow {
@@ -19,21 +20,7 @@ void register_array_index_ops(OpRegistry& r);  // ops/array_index.cc
 
 namespace {
 
-using G = const GradContext&;
-using Grads = std::vector<Tensor>;
-using Metas = std::vector<TensorMeta>;
-using Ints = std::vector<int64_t>;
-constexpr int64_t kEnd = std::numeric_limits<int64_t>::max();
-
-template <typename T>
-T req(const Attrs& a, std::string_view op, std::string_view name) {
-  NDF_CHECK(a.has(name), ValueError, "[", op, "] required attribute '", name, "' is missing");
-  return a.get<T>(name);
-}
-
-bool all_known(std::span<const int64_t> s) {
-  return std::all_of(s.begin(), s.end(), [](int64_t d) { return d >= 0; });
-}
+using namespace array_detail;
 
 // --------------------------------------------------- geometry (infer + view)
 

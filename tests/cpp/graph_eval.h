@@ -34,4 +34,11 @@ inline std::vector<Tensor> evaluate(const Graph& g, const std::vector<NodeOutput
   return out;
 }
 
+// Number of live nodes in `g` running the op named `op`.
+inline int64_t count_op(const Graph& g, const std::string& op) {
+  int64_t n = 0;
+  for (const Node* node : g.nodes()) n += node->op->name() == op;
+  return n;
+}
+
 }  // namespace ndflow::testing

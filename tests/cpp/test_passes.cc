@@ -17,11 +17,6 @@ using namespace ndflow::testing;
 
 namespace {
 
-int64_t count_op(const Graph& g, const std::string& op) {
-  int64_t n = 0;
-  for (const Node* node : g.nodes()) n += node->op->name() == op;
-  return n;
-}
 
 int64_t node_of_op(const Graph& g, const std::string& op) {
   for (const Node* node : g.nodes())

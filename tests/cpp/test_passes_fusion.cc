@@ -13,11 +13,6 @@ using namespace ndflow::testing;
 
 namespace {
 
-int64_t count_op(const Graph& g, const std::string& op) {
-  int64_t n = 0;
-  for (const Node* node : g.nodes()) n += node->op->name() == op;
-  return n;
-}
 
 // Fuses, validates, and returns the fetched values before and after.
 std::pair<std::vector<Tensor>, std::vector<Tensor>> fuse(Graph& g, const std::vector<NodeOutput>& fetches,
