@@ -277,6 +277,7 @@ Graph read_graph(const Container& c, const NamedTensors& table, const OpRegistry
   } catch (const Error& e) {
     bad(c.source, "graph: ", e.what());
   }
+  g.rebuild_variable_access();
   return g;
 }
 

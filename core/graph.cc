@@ -143,10 +143,10 @@ int64_t Graph::variable_behind(NodeOutput e) const {
   return -1;
 }
 
-void Graph::order_variable_accesses(int64_t id) {
+void Graph::order_variable_accesses(int64_t id, bool add_edges) {
   Node& n = *mutable_node(id);
   auto add_ctl = [&](int64_t before) {
-    if (before >= 0 && before != id && node(before) &&
+    if (add_edges && before >= 0 && before != id && node(before) &&
         std::find(n.control_inputs.begin(), n.control_inputs.end(), before) == n.control_inputs.end())
       n.control_inputs.push_back(before);
   };
@@ -165,6 +165,11 @@ void Graph::order_variable_accesses(int64_t id) {
       acc.readers.push_back(id);
     }
   }
+}
+
+void Graph::rebuild_variable_access() {
+  d_->variable_access.clear();
+  for (int64_t id : topological_order()) order_variable_accesses(id, /*add_edges=*/false);
 }
 
 void Graph::add_control_dependency(const Tensor& before, const Tensor& after) {

@@ -117,13 +117,18 @@ class NDF_EXPORT Graph {
   // Renumbers nodes densely in topological order; returns old id -> new id (-1 if removed).
   std::vector<int64_t> compact();
   Graph clone() const;             // deep copy (constants and variables shared)
+  // Recomputes the Variable access record that add_op keeps (who last wrote
+  // each Variable and who read it since) from the graph's topological order,
+  // for graphs assembled without add_op (loaded from a file), so that ops
+  // added later are ordered after the accesses already there.
+  void rebuild_variable_access();
 
   const std::shared_ptr<GraphData>& data() const { return d_; }
 
  private:
   std::string unique_name(const std::string& base);
   int64_t variable_behind(NodeOutput e) const;
-  void order_variable_accesses(int64_t id);
+  void order_variable_accesses(int64_t id, bool add_edges = true);
   std::shared_ptr<GraphData> d_;
 };
 

@@ -125,6 +125,8 @@ NDF_HOST_DEVICE constexpr uint64_t words_for(Dist d, bool wide, int64_t n) {
   uint64_t groups = static_cast<uint64_t>((n + group_size(d) - 1) / group_size(d));
   return groups * static_cast<uint64_t>(group_size(d)) * static_cast<uint64_t>(words_per_element(d, wide));
 }
+// Draws start on a Philox block (4 words), so the reservation is rounded up.
+NDF_HOST_DEVICE constexpr uint64_t round_to_block(uint64_t words) { return (words + 3) / 4 * 4; }
 
 // ------------------------------------------------------ word -> number
 

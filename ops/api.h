@@ -41,17 +41,24 @@ NDF_EXPORT Tensor tensor(const std::vector<int64_t>& values);
 // -------------------------------------------------------------------- random
 // A seedable counter-based generator (Philox): the same seed gives the same
 // numbers. Each draw advances the counter by the numbers it consumed.
+//
+// The state {seed, offset} lives in an i64[2] Variable. An eager draw reads
+// and advances it on the host; a draw inside a graph takes it as an input that
+// its kernel reads and advances, so a compiled step draws new numbers
+// every run (a traced dropout gets a new mask each step) and eager and graph
+// code continue one stream.
 class NDF_EXPORT Generator {
  public:
-  explicit Generator(uint64_t seed = 0) : seed_(seed) {}
-  void manual_seed(uint64_t seed) { seed_ = seed; offset_ = 0; }
-  uint64_t seed() const { return seed_; }
-  uint64_t offset() const { return offset_; }
-  // Reserves `n` counter values and returns the first.
-  uint64_t advance(uint64_t n) { uint64_t o = offset_; offset_ += (n + 3) / 4 * 4; return o; }
+  explicit Generator(uint64_t seed = 0);
+  void manual_seed(uint64_t seed);
+  uint64_t seed() const;
+  uint64_t offset() const;
+  // Reserves `n` counter values (rounded up to a Philox block) and returns the first.
+  uint64_t advance(uint64_t n);
+  const Tensor& state() const { return state_; }
 
  private:
-  uint64_t seed_ = 0, offset_ = 0;
+  Tensor state_;
 };
 NDF_EXPORT Generator& default_generator();
 NDF_EXPORT void manual_seed(uint64_t seed);  // seeds the default generator

@@ -105,6 +105,16 @@ void check_randint(int64_t low, int64_t high, DType dtype) {
 TensorMeta draw_meta(const InferContext& c, std::string_view op, DType default_dtype) {
   auto shape = c.attrs.get<std::vector<int64_t>>("shape");
   check_shape(shape, op);
+  // In a graph the draw reads its generator's state {seed, offset}; eagerly
+  // the seed and offset are attributes.
+  NDF_CHECK(c.inputs.size() <= 1, ValueError, "[", op, "] takes at most one input (the generator state), got ",
+            c.inputs.size());
+  if (c.inputs.size() == 1) {
+    const TensorMeta& st = c.input(0);
+    NDF_CHECK(st.dtype == DType::i64 && st.shape.size() == 1 && (st.shape[0] == 2 || st.shape[0] == -1),
+              TypeError, "[", op, "] the generator state must be an i64 tensor of shape [2], got ",
+              dtype_name(st.dtype), " ", shape_str(st.shape));
+  }
   return TensorMeta{Shape(shape), c.attrs.get<DType>("dtype", default_dtype), Device::cpu()};
 }
 
@@ -136,35 +146,41 @@ Metas infer_randint(const InferContext& c) {
 // TensorFlow (SetIsStateful): graph passes must not fold, merge or hoist a
 // draw, which is meant to be made anew where and when it runs.
 OpDef& draw_op(OpRegistry& r, const char* name, DType default_dtype, const char* doc) {
-  return r.add(OpDef(name).output("y").doc(doc).stateful()
+  return r.add(OpDef(name).variadic_input("state", 0).mutates({0}).output("y").doc(doc).stateful()
                    .attr("shape", AttrType::Ints)
                    .attr("dtype", AttrType::DType, default_dtype)
                    .attr("seed", AttrType::Int, int64_t{0})
                    .attr("offset", AttrType::Int, int64_t{0}));
 }
 
-// Reserves the counter words of one draw; returns the seed and offset
-// attributes (the uint64 seed is stored bit for bit in an int64).
-Attrs reserve(Generator* gen, Dist dist, bool wide, const Shape& shape, Attrs attrs, std::string_view op) {
-  check_shape(shape, op);
+// Draws with `op`: reserves the counter words of the draw from the generator.
+// Eagerly the seed and offset become attributes (the uint64 seed is stored bit
+// for bit in an int64). In a graph the node reads the generator's state
+// Variable and advances it (the op mutates its state input), so every run of
+// the graph draws new numbers.
+Tensor draw(const OpDef& op, Generator* gen, Dist dist, bool wide, const Shape& shape, Attrs attrs) {
+  for (int64_t d : shape)
+    NDF_CHECK(d >= 0 || !current_graph_builder(), ValueError, "[", op.name(), "] shape ", shape_str(shape),
+              " is not fully known; a random draw in a graph needs a concrete shape (trace or build the "
+              "graph with concrete input shapes)");
+  check_shape(shape, op.name());
   uint64_t words = philox::words_for(dist, wide, shape_numel(shape));
+  attrs.set("shape", shape.vec());
+  Generator& g = gen ? *gen : default_generator();
+  if (current_graph_builder()) return call_op1(op, {g.state()}, attrs);
   uint64_t seed, offset;
   if (gen) {
     seed = gen->seed();
     offset = gen->advance(words);
   } else {
     std::lock_guard<std::mutex> lock(default_generator_mutex());
-    Generator& g = default_generator();
     seed = g.seed();
     offset = g.advance(words);
   }
-  attrs.set("shape", shape.vec());
   attrs.set("seed", static_cast<int64_t>(seed));
   attrs.set("offset", static_cast<int64_t>(offset));
-  return attrs;
+  return call_op1(op, std::span<const Tensor>{}, attrs);
 }
-
-Tensor draw(const OpDef& op, const Attrs& attrs) { return call_op1(op, std::span<const Tensor>{}, attrs); }
 
 }  // namespace
 
@@ -188,6 +204,25 @@ void register_random_ops(OpRegistry& r) {
 
 // ------------------------------------------------------------------ the API
 
+Generator::Generator(uint64_t seed) {
+  state_ = Tensor::empty(Shape{2}, DType::i64);
+  state_.mark_variable("rng_state");
+  manual_seed(seed);
+}
+
+void Generator::manual_seed(uint64_t seed) {
+  state_.data<int64_t>()[0] = static_cast<int64_t>(seed);
+  state_.data<int64_t>()[1] = 0;
+}
+uint64_t Generator::seed() const { return static_cast<uint64_t>(state_.data<int64_t>()[0]); }
+uint64_t Generator::offset() const { return static_cast<uint64_t>(state_.data<int64_t>()[1]); }
+
+uint64_t Generator::advance(uint64_t n) {
+  uint64_t o = offset();
+  state_.data<int64_t>()[1] = static_cast<int64_t>(o + philox::round_to_block(n));
+  return o;
+}
+
 Generator& default_generator() {
   static Generator g(kDefaultSeed);
   return g;
@@ -201,15 +236,15 @@ void manual_seed(uint64_t seed) {
 Tensor uniform(const Shape& shape, double low, double high, DType dtype, Generator* gen) {
   check_uniform(low, high, dtype);
   static const OpDef& op = op_def("uniform");
-  return draw(op, reserve(gen, Dist::Uniform, dtype == DType::f64, shape,
-                                 Attrs{{"low", low}, {"high", high}, {"dtype", dtype}}, "uniform"));
+  return draw(op, gen, Dist::Uniform, dtype == DType::f64, shape,
+              Attrs{{"low", low}, {"high", high}, {"dtype", dtype}});
 }
 
 Tensor normal(const Shape& shape, double mean, double std, DType dtype, Generator* gen) {
   check_normal(mean, std, dtype);
   static const OpDef& op = op_def("normal");
-  return draw(op, reserve(gen, Dist::Normal, dtype == DType::f64, shape,
-                                Attrs{{"mean", mean}, {"std", std}, {"dtype", dtype}}, "normal"));
+  return draw(op, gen, Dist::Normal, dtype == DType::f64, shape,
+              Attrs{{"mean", mean}, {"std", std}, {"dtype", dtype}});
 }
 
 Tensor randn(const Shape& shape, DType dtype, Generator* gen) { return normal(shape, 0.0, 1.0, dtype, gen); }
@@ -218,16 +253,15 @@ Tensor rand(const Shape& shape, DType dtype, Generator* gen) { return uniform(sh
 Tensor bernoulli(const Shape& shape, double p, DType dtype, Generator* gen) {
   check_bernoulli(p);
   static const OpDef& op = op_def("bernoulli");
-  return draw(op, reserve(gen, Dist::Bernoulli, false, shape, Attrs{{"p", p}, {"dtype", dtype}},
-                                   "bernoulli"));
+  return draw(op, gen, Dist::Bernoulli, false, shape, Attrs{{"p", p}, {"dtype", dtype}});
 }
 
 Tensor randint(int64_t low, int64_t high, const Shape& shape, DType dtype, Generator* gen) {
   check_randint(low, high, dtype);
   bool wide = static_cast<uint64_t>(high) - static_cast<uint64_t>(low) > (uint64_t(1) << 32);
   static const OpDef& op = op_def("randint");
-  return draw(op, reserve(gen, Dist::Randint, wide, shape,
-                                 Attrs{{"low", low}, {"high", high}, {"dtype", dtype}}, "randint"));
+  return draw(op, gen, Dist::Randint, wide, shape,
+              Attrs{{"low", low}, {"high", high}, {"dtype", dtype}});
 }
 
 }  // namespace ndflow

@@ -110,6 +110,7 @@ std::vector<Tensor> call_op(const OpDef& op, std::span<const Tensor> inputs, con
   std::vector<TensorMeta> out_meta = op.run_infer({metas, inputs.size()}, attrs);
 
   for (int i : op.mutated_inputs()) {
+    if (static_cast<size_t>(i) >= inputs.size()) continue;  // an optional input left out
     const Tensor& t = inputs[static_cast<size_t>(i)];
     NDF_CHECK(!(tls_grad_enabled && t.impl()->requires_grad), ValueError, "[", op.name(),
               "] updates input ", i, " ('", op.input_names()[std::min<size_t>(i, op.input_names().size() - 1)],
@@ -127,7 +128,8 @@ std::vector<Tensor> call_op(const OpDef& op, std::span<const Tensor> inputs, con
     for (auto& m : out_meta) outputs.push_back(Tensor::empty(m.shape, m.dtype, m.device));
     KernelContext ctx(op, inputs, outputs, attrs, get_num_threads());
     kernel(ctx);
-    for (int i : op.mutated_inputs()) inputs[static_cast<size_t>(i)].impl()->storage->bump_version();
+    for (int i : op.mutated_inputs())
+      if (static_cast<size_t>(i) < inputs.size()) inputs[static_cast<size_t>(i)].impl()->storage->bump_version();
   }
 
   if (tls_grad_enabled && op.differentiable()) {

@@ -48,9 +48,20 @@ using compute_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
 struct DrawParams {
   uint64_t seed, offset;
+  int64_t* state = nullptr;  // the generator state {seed, offset} to advance, in graphs
 };
 DrawParams draw_params(const KernelContext& c) {
-  // Seeds are uint64 stored bit for bit in an int64 attribute.
+  // In a graph the node reads its generator's state Variable and advances it
+  // (fill_groups), so each run of the graph draws new numbers.
+  if (!c.inputs.empty()) {
+    const Tensor& st = c.input(0);
+    NDF_CHECK(st.numel() == 2 && st.is_contiguous(), ShapeError, "[", c.op.name(),
+              "] the generator state must be a contiguous i64 tensor of 2 elements, got shape ",
+              shape_str(st.shape()));
+    int64_t* state = st.data<int64_t>();
+    return {static_cast<uint64_t>(state[0]), static_cast<uint64_t>(state[1]), state};
+  }
+  // Eagerly, seeds are uint64 stored bit for bit in an int64 attribute.
   return {static_cast<uint64_t>(c.attrs.get<int64_t>("seed", 0)),
           static_cast<uint64_t>(c.attrs.get<int64_t>("offset", 0))};
 }
@@ -74,6 +85,7 @@ void fill_groups(const Tensor& out, int num_threads, Dist dist, bool wide, DrawP
       }
     });
   };
+  if (dp.state) dp.state[1] = static_cast<int64_t>(dp.offset + philox::round_to_block(philox::words_for(dist, wide, out.numel())));
   if (out.is_contiguous()) {
     fill(static_cast<T*>(out.raw_data()), out.numel());
     return;

@@ -2,6 +2,7 @@
 // (runtime/session.h) with every pass and memory planning off, so the values
 // it returns are the graph's own — the reference a pass must not change.
 // Feeds for placeholders the graph no longer has (pruned) are left out.
+// The default generator's state is restored after each evaluation.
 #pragma once
 
 #include <map>
@@ -28,7 +29,11 @@ inline std::vector<Tensor> evaluate(const Graph& g, const std::vector<NodeOutput
   std::vector<std::pair<std::string, Tensor>> fed;
   for (const auto& [name, id] : g.inputs())
     if (auto it = feeds.find(name); it != feeds.end()) fed.emplace_back(name, it->second);
+  // Random draws advance the default generator's state; putting it back makes
+  // repeated evaluations draw the same numbers, which pass tests compare.
+  Tensor rng = default_generator().state().clone();
   std::vector<Tensor> out = session.run(fed, names);
+  Tensor(default_generator().state()).copy_(rng);
   // Copies: a fetch may alias a Variable or a constant that later runs change.
   for (Tensor& t : out) t = t.clone();
   return out;

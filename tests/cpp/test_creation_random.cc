@@ -431,3 +431,50 @@ TEST_CASE("an in-place draw into a view gives the numbers of a fresh draw", "[ra
   call_op_into(op_def("eye"), {}, Attrs{{"n", int64_t{6}}, {"m", int64_t{4}}}, target);
   CHECK(same_bits(target, eye(6, 4)));
 }
+
+TEST_CASE("graph draws read and advance the generator: eager and graph continue one stream", "[random]") {
+  manual_seed(5);
+  Tensor e1 = rand({3, 4}), e2 = normal({5}, 1.0, 2.0, DType::f64), e3 = rand({3, 4}), e4 = rand({7});
+
+  manual_seed(5);
+  Tensor first = rand({3, 4});  // eager, then the graph continues from here
+  Graph g;
+  {
+    GraphScope scope(g);
+    g.mark_output("n", normal({5}, 1.0, 2.0, DType::f64));
+    g.mark_output("u", rand({3, 4}));
+  }
+  Session session(g);
+  std::vector<Tensor> run1 = session.run({}, {"n", "u"});
+  CHECK(same_bits(first, e1));
+  CHECK(same_bits(run1[0], e2));
+  CHECK(same_bits(run1[1], e3));
+  CHECK(same_bits(rand({7}), e4));  // eager draws resume after the graph's
+  // Another run draws new numbers.
+  std::vector<Tensor> run2 = session.run({}, {"n", "u"});
+  CHECK_FALSE(same_bits(run2[1], run1[1]));
+}
+
+TEST_CASE("a traced dropout draws a new mask every run, from the generator it was given", "[random]") {
+  Generator gen(11);
+  TracedFunction f = trace([&](const std::vector<Tensor>& in) {
+    return std::vector<Tensor>{dropout(in[0], 0.5, /*training=*/true, &gen)};
+  }, {ones({64})});
+  Session session(f.graph);
+  Tensor x = ones({64});
+  Tensor m1 = session.run({{f.input_names[0], x}}, {f.output_names[0]})[0].clone();
+  Tensor m2 = session.run({{f.input_names[0], x}}, {f.output_names[0]})[0].clone();
+  CHECK_FALSE(same_bits(m1, m2));
+  CHECK(gen.offset() == 2 * 64);  // each run reserved its 64 words
+  // The same masks as eager dropout from the same seed.
+  Generator eager_gen(11);
+  CHECK(same_bits(dropout(x, 0.5, true, &eager_gen), m1));
+  CHECK(same_bits(dropout(x, 0.5, true, &eager_gen), m2));
+}
+
+TEST_CASE("a graph draw of a not fully known shape is a clear error", "[random]") {
+  Graph g;
+  GraphScope scope(g);
+  Tensor x = g.placeholder("x", {-1, 4});
+  REQUIRE_THROWS_WITH(dropout(x, 0.5, true), Contains("[bernoulli]") && Contains("not fully known"));
+}

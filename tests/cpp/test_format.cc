@@ -333,3 +333,30 @@ TEST_CASE("large graphs load in linear time", "[format]") {
   CHECK(l.num_nodes() == 20001);
   CHECK(s < 5.0);
 }
+
+TEST_CASE("ops added to a loaded graph are ordered after its Variable updates", "[format]") {
+  Tensor v = tensor(std::vector<float>{1, 2}, {2});
+  v.mark_variable("v");
+  Graph g;
+  {
+    GraphScope scope(g);
+    Tensor x = g.placeholder("x", {2});
+    assign_add(v, x * v);
+  }
+  std::string bytes = serialize_graph(g);
+  Graph l = parse_graph(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+  int64_t var = -1, update = -1;
+  for (const Node* n : l.nodes()) {
+    if (n->op->name() == "variable") var = n->id;
+    if (n->op->name() == "assign_add") update = n->id;
+  }
+  REQUIRE(var >= 0);
+  REQUIRE(update >= 0);
+  Tensor read;
+  {
+    GraphScope scope(l);
+    read = exp(l.tensor({var, 0}));
+  }
+  const auto& ctl = l.node(l.edge(read).node)->control_inputs;
+  CHECK(std::find(ctl.begin(), ctl.end(), update) != ctl.end());
+}
