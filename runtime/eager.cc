@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <thread>
 
 #include "runtime/autograd.h"
@@ -13,6 +14,24 @@ namespace ndflow {
 namespace {
 thread_local GraphBuilder* tls_builder = nullptr;
 thread_local bool tls_grad_enabled = true;
+thread_local bool tls_kernel_timing = false;  // some KernelTimer is alive on this thread
+thread_local int64_t tls_kernel_ns = 0;       // only ever grows; timers keep their start
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Calls kernel(ctx), timing it when a KernelTimer is alive on this thread.
+inline void run_kernel(KernelFn kernel, KernelContext& ctx) {
+  if (__builtin_expect(tls_kernel_timing, 0)) {
+    int64_t t0 = now_ns();
+    kernel(ctx);
+    tls_kernel_ns += now_ns() - t0;  // NOTE: a throwing kernel's time is not counted
+    return;
+  }
+  kernel(ctx);
+}
 
 int default_threads() {
   int n = omp_get_max_threads();  // honours OMP_NUM_THREADS
@@ -61,6 +80,11 @@ void check_inputs(const OpDef& op, std::span<const Tensor> in, bool* symbolic) {
 GraphBuilder* current_graph_builder() { return tls_builder; }
 void set_current_graph_builder(GraphBuilder* b) { tls_builder = b; }
 bool GradMode::enabled() { return tls_grad_enabled; }
+
+KernelTimer::KernelTimer() : start_ns_(tls_kernel_ns), prev_(tls_kernel_timing) { tls_kernel_timing = true; }
+KernelTimer::~KernelTimer() { tls_kernel_timing = prev_; }
+double KernelTimer::seconds() const { return static_cast<double>(tls_kernel_ns - start_ns_) * 1e-9; }
+void KernelTimer::reset() { start_ns_ = tls_kernel_ns; }
 void GradMode::set_enabled(bool on) { tls_grad_enabled = on; }
 
 int get_num_threads() {
@@ -127,7 +151,7 @@ std::vector<Tensor> call_op(const OpDef& op, std::span<const Tensor> inputs, con
     NDF_CHECK(kernel, NotFoundError, "[", op.name(), "] has no kernel for device ", device.str());
     for (auto& m : out_meta) outputs.push_back(Tensor::empty(m.shape, m.dtype, m.device));
     KernelContext ctx(op, inputs, outputs, attrs, get_num_threads());
-    kernel(ctx);
+    run_kernel(kernel, ctx);
     for (int i : op.mutated_inputs())
       if (static_cast<size_t>(i) < inputs.size()) inputs[static_cast<size_t>(i)].impl()->storage->bump_version();
   }
@@ -175,16 +199,16 @@ void call_op_into(const OpDef& op, std::span<const Tensor> inputs, const Attrs& 
   if (out_meta[0].dtype == out.dtype()) {
     Tensor target = out;
     KernelContext ctx(op, inputs, std::span<Tensor>(&target, 1), attrs, get_num_threads());
-    kernel(ctx);
+    run_kernel(kernel, ctx);
   } else {  // compute in the op's dtype, then cast into the destination
     Tensor tmp = Tensor::empty(out_meta[0].shape, out_meta[0].dtype, out.device());
     KernelContext ctx(op, inputs, std::span<Tensor>(&tmp, 1), attrs, get_num_threads());
-    kernel(ctx);
+    run_kernel(kernel, ctx);
     Tensor target = out;
     Attrs cast_attrs{{"dtype", out.dtype()}};
     KernelContext cctx(cast_op(), std::span<const Tensor>(&tmp, 1), std::span<Tensor>(&target, 1),
                        cast_attrs, get_num_threads());
-    cast_op().kernel(out.device().type)(cctx);
+    run_kernel(cast_op().kernel(out.device().type), cctx);
   }
   out.impl()->storage->bump_version();
 }

@@ -5,6 +5,7 @@
 // GraphBuilder instead, which adds a node — one path, two modes (DESIGN.md §5).
 #pragma once
 
+#include <cstdint>
 #include <span>
 #include <vector>
 
@@ -52,6 +53,32 @@ class NDF_EXPORT NoGradGuard {
   NoGradGuard& operator=(const NoGradGuard&) = delete;
 
  private:
+  bool prev_;
+};
+
+// Opt-in timer of eager kernels, for benchmarks. While a KernelTimer is alive
+// on a thread, call_op and call_op_into on that thread add the wall time of
+// each kernel call (steady_clock around the kernel function alone: not
+// validation, inference, output allocation or tape recording) to a
+// thread-local total — the same definition as SessionOptions::collect_stats
+// (RunStats::kernel_seconds), so eager and graph kernel times compare. Timers
+// nest; when none is alive the cost is one predictable branch per op.
+//
+//   KernelTimer timer;
+//   loss.backward();
+//   double in_kernels = timer.seconds();
+class NDF_EXPORT KernelTimer {
+ public:
+  KernelTimer();
+  ~KernelTimer();
+  KernelTimer(const KernelTimer&) = delete;
+  KernelTimer& operator=(const KernelTimer&) = delete;
+  // Seconds spent inside eager kernels on this thread since construction or reset().
+  double seconds() const;
+  void reset();
+
+ private:
+  int64_t start_ns_;
   bool prev_;
 };
 

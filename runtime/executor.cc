@@ -281,7 +281,13 @@ bool execute(StepState& s, int32_t id) {
       *out = r.view(x, *r.attrs);
       return true;
     }
-    case NodeKind::Kernel: return run_kernel(s, id, r);
+    case NodeKind::Kernel:
+      if (s.shapes->forward_input[static_cast<size_t>(id)]) {
+        *out = s.slots[static_cast<size_t>(s.plan->input_slots[static_cast<size_t>(r.in_begin)])];
+        NDF_CHECK(out->defined(), InternalError, "input 0 was not produced");
+        return true;
+      }
+      return run_kernel(s, id, r);
   }
   return true;
 }

@@ -259,6 +259,8 @@ std::unique_ptr<ShapePlan> build_shape_plan(const ExecPlan& plan, const Tensor* 
   auto sp = std::make_unique<ShapePlan>();
   sp->slot_meta.resize(plan.slots.size());
   sp->run_inline.assign(plan.nodes.size(), 1);
+  sp->forward_input.assign(plan.nodes.size(), 0);
+  static const OpDef& sum_to_like_op = op_def("sum_to_like");
   std::vector<TensorMeta> metas;
   for (size_t i = 0; i < plan.nodes.size(); ++i) {
     const NodeRecord& r = plan.nodes[i];
@@ -298,6 +300,16 @@ std::unique_ptr<ShapePlan> build_shape_plan(const ExecPlan& plan, const Tensor* 
       if (r.kind == NodeKind::Kernel) elements += shape_numel(out[j].shape);
     }
     if (r.kind == NodeKind::Kernel) sp->run_inline[i] = elements <= kInlineElements;
+    // NOTE: the output aliases the input, so neither may be written in place
+    // (an update would show through the other) nor be a Variable's buffer
+    // (a later update of the Variable would change the value); the memory
+    // plan below treats the pair like a view and its base.
+    if (r.op == &sum_to_like_op && !r.has_casts && out[0].shape == metas[0].shape &&
+        out[0].dtype == metas[0].dtype) {
+      const SlotRecord& in = plan.slots[static_cast<size_t>(plan.input_slots[static_cast<size_t>(r.in_begin)])];
+      const SlotRecord& o = plan.slots[static_cast<size_t>(r.out_begin)];
+      if (!in.mutated && !in.variable_backed && !o.mutated) sp->forward_input[i] = sp->run_inline[i] = 1;
+    }
   }
   if (!plan.memory_planning) return sp;
 
@@ -312,6 +324,10 @@ std::unique_ptr<ShapePlan> build_shape_plan(const ExecPlan& plan, const Tensor* 
     pn.inputs.assign(plan.input_slots.begin() + r.in_begin, plan.input_slots.begin() + r.in_begin + r.num_in);
     for (int32_t j = 0; j < r.num_out; ++j) pn.outputs.push_back(r.out_begin + j);
   }
+  std::vector<char> forwarded(plan.slots.size(), 0);  // passed on by a forwarding node: a view base
+  for (size_t i = 0; i < plan.nodes.size(); ++i)
+    if (sp->forward_input[i])
+      forwarded[static_cast<size_t>(plan.input_slots[static_cast<size_t>(plan.nodes[i].in_begin)])] = 1;
   for (size_t s = 0; s < plan.slots.size(); ++s) {
     const SlotRecord& rec = plan.slots[s];
     PlanValue& v = pg.values[s];
@@ -319,9 +335,10 @@ std::unique_ptr<ShapePlan> build_shape_plan(const ExecPlan& plan, const Tensor* 
     v.producer = rec.producer;
     v.dtype = m.dtype;
     v.shape = m.shape;
-    v.fresh = plan.nodes[static_cast<size_t>(rec.producer)].kind == NodeKind::Kernel;
+    v.fresh = plan.nodes[static_cast<size_t>(rec.producer)].kind == NodeKind::Kernel &&
+              !sp->forward_input[static_cast<size_t>(rec.producer)];
     v.bytes = v.fresh ? static_cast<size_t>(shape_numel(m.shape)) * dtype_size(m.dtype) : 0;
-    v.reusable = v.fresh && !rec.fetched && !rec.view_base && !rec.mutated;
+    v.reusable = v.fresh && !rec.fetched && !rec.view_base && !rec.mutated && !forwarded[s];
   }
   sp->memory = std::make_shared<const MemoryPlan>(plan_memory(pg));
   return sp;

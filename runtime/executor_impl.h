@@ -85,6 +85,11 @@ struct ExecPlan {
 struct ShapePlan {
   std::vector<TensorMeta> slot_meta;  // concrete shapes of every slot
   std::vector<char> run_inline;       // per node: cheap enough for the current thread
+  // Per node: a kernel that at these shapes returns input 0 unchanged (a
+  // sum_to_like that sums nothing: gradients of broadcasting ops whose dims
+  // were unknown when the graph was built). The executor passes the input on,
+  // sharing its buffer as a view would, instead of allocating and running it.
+  std::vector<char> forward_input;
   std::shared_ptr<const MemoryPlan> memory;  // null when planning is off
 };
 

@@ -133,4 +133,26 @@ std::vector<Tensor> gradients(const std::vector<Tensor>& ys, const std::vector<T
   return result;
 }
 
+std::vector<Tensor> trainable_variables(const std::vector<Tensor>& ys) {
+  if (ys.empty()) return {};
+  Graph g = Graph::of(ys[0]);
+  std::vector<char> needed(static_cast<size_t>(g.id_bound()), 0);
+  std::vector<int64_t> stack;
+  for (const Tensor& y : ys) stack.push_back(g.edge(y).node);
+  while (!stack.empty()) {
+    int64_t id = stack.back();
+    stack.pop_back();
+    if (needed[static_cast<size_t>(id)]) continue;
+    needed[static_cast<size_t>(id)] = 1;
+    for (const NodeOutput& e : g.node(id)->inputs) stack.push_back(e.node);
+  }
+  std::vector<Tensor> vars;
+  for (const Node* n : g.nodes()) {
+    if (!needed[static_cast<size_t>(n->id)] || n->op->name() != "variable") continue;
+    Tensor v = n->attrs.get<Tensor>("value");
+    if (v.requires_grad()) vars.push_back(v);
+  }
+  return vars;
+}
+
 }  // namespace ndflow

@@ -57,4 +57,8 @@ NDF_EXPORT std::vector<Tensor> gradients(const std::vector<Tensor>& ys,
                                          const std::vector<Tensor>& grad_ys = {},
                                          bool zeros_for_unused = false);
 
+// The Variables that require grad and that `ys` depend on (the parameters a
+// symbolic `loss.backward()` differentiates), in graph order.
+NDF_EXPORT std::vector<Tensor> trainable_variables(const std::vector<Tensor>& ys);
+
 }  // namespace ndflow

@@ -5,6 +5,7 @@
 # this (BENCHMARKING.md: benchmarks print, tests assert). The peer, PyTorch,
 # comes from `tools/setup.sh --bench`; without it the benchmarks still run.
 #   tools/bench.sh                        peak_fma bench_matmul bench_dispatch bench_softmax_ce
+#                                         bench_mlp_step
 #   tools/bench.sh bench_matmul ...       only those, in the order given
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,7 @@ if [ -n "${CI:-}" ] && [ -z "${NDFLOW_BENCH_IN_CI:-}" ]; then
   echo "bench.sh: not run under CI (set NDFLOW_BENCH_IN_CI=1 to force)"
   exit 0
 fi
-all=(peak_fma bench_matmul bench_dispatch bench_softmax_ce)
+all=(peak_fma bench_matmul bench_dispatch bench_softmax_ce bench_mlp_step)
 benches=("$@")
 [ ${#benches[@]} -eq 0 ] && benches=("${all[@]}")
 for b in "${benches[@]}"; do

@@ -50,6 +50,15 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "${pydeps[*]}" ]; then
   echo "${pydeps[*]}" > "$stamp"
 fi
 
+# Developer install of the Python package: .venv imports python/ndflow from
+# this checkout, where the build (tools/build.sh) puts the extension _C. So
+# tests always run the current sources, built in the one build tree (build/).
+# Users install with `pip install .` instead (scikit-build-core, same CMake).
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+if [ "$(cat "$site/ndflow-dev.pth" 2>/dev/null)" != "$PWD/python" ]; then
+  echo "$PWD/python" > "$site/ndflow-dev.pth"
+fi
+
 if [ "$want_bench" = 1 ] && ! .venv/bin/python -c 'import torch' 2>/dev/null; then
   echo "setup: installing the benchmark peer (PyTorch) into .venv"
   .venv/bin/pip install -q torch

@@ -13,6 +13,9 @@ builddir=$([ "$preset" = default ] && echo build || echo "build-$preset")
 echo "== C++ tests (ctest)"
 ctest --preset "$preset" -j2 --timeout 600
 
+echo "== Python tests (pytest)"
+.venv/bin/python -m pytest -q -p no:cacheprovider tests/python
+
 echo "== C++ example built against the installed package"
 "$builddir/examples/mlp_synthetic" --steps 200 --quiet
 

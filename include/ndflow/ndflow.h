@@ -31,3 +31,5 @@
 #include "runtime/eager.h"
 #include "runtime/session.h"
 #include "runtime/trace.h"
+#include "core/format.h"
+#include "core/npy.h"

@@ -402,6 +402,35 @@ TEST_CASE("executor: symbolic gradients match eager autograd on an MLP", "[execu
   REQUIRE_CLOSE(out[3], w2.grad(), 1e-10);
 }
 
+TEST_CASE("executor: a sum_to_like that sums nothing passes its input on, safely", "[executor]") {
+  // Gradients built with unknown dims keep sum_to_like nodes that at run time
+  // often sum nothing; the executor then forwards the input (no kernel). The
+  // forwarded buffer must not be overwritten while the alias is still read:
+  // u = a * s would be planned in place over `a` if `a` were reusable.
+  Graph g;
+  {
+    GraphScope scope(g);
+    Tensor x = g.placeholder("x", {-1, 3}), like = g.placeholder("like", {-1, 3});
+    Tensor a = exp(x);
+    Tensor s = sum_to_like(a, like);
+    Tensor u = a * s;
+    g.mark_output("y", u + s);
+  }
+  Tensor x = rnd({4, 3}, 31, -1, 1, DType::f32);
+  for (bool forwarded : {true, false}) {
+    Tensor like = forwarded ? x : ones({1, 3});
+    Tensor a = exp(x), s = sum_to_like(a, like);
+    Tensor want = a * s + s;
+    for (bool planning : {false, true})
+      for (int inter : {1, 2}) {
+        INFO("forwarded " << forwarded << ", planning " << planning << ", inter " << inter);
+        Session sess(g, threads(inter, planning));
+        for (int run = 0; run < 2; ++run) REQUIRE_CLOSE(sess.run({{"x", x}, {"like", like}}, {"y"})[0], want);
+        REQUIRE(sess.last_run_stats().kernels_executed == (forwarded ? 3 : 4));
+      }
+  }
+}
+
 TEST_CASE("executor: bad feeds are clear errors naming the placeholder", "[executor]") {
   Graph g;
   {

@@ -1,0 +1,40 @@
+"""Functional forms of the layers (torch.nn.functional spellings)."""
+from .. import _C, _ops
+from .._ops import softmax, log_softmax, relu, gelu, sigmoid, tanh, silu, leaky_relu  # noqa: F401
+
+
+def linear(x, weight, bias=None):
+    """x @ weight.T + bias; the transposed weight is a view handed to GEMM as 'T'."""
+    y = _C.matmul(x, _C.transpose(weight, 0, 1))
+    return y if bias is None else _C.add(y, bias)
+
+
+def cross_entropy(logits, target, reduction="mean"):
+    return _C.cross_entropy(logits, target, reduction)
+
+
+def nll_loss(log_probs, target, reduction="mean"):
+    if log_probs.ndim != 2 or target.ndim != 1:
+        raise ValueError(f"nll_loss: expected log_probs [N, C] and target [N], got {list(log_probs.shape)} "
+                         f"and {list(target.shape)}")
+    picked = _C.squeeze(_C.gather(log_probs, 1, _C.unsqueeze(target, 1)), [1])
+    loss = _C.neg(picked)
+    if reduction == "mean":
+        return _C.mean(loss, [], False)
+    if reduction == "sum":
+        return _C.sum(loss, [], False)
+    if reduction == "none":
+        return loss
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got '{reduction}'")
+
+
+def mse_loss(pred, target, reduction="mean"):
+    return _C.mse_loss(pred, target, reduction)
+
+
+def dropout(x, p=0.5, training=True, generator=None):
+    return _C.dropout(x, float(p), bool(training), generator)
+
+
+def one_hot(labels, num_classes):
+    return _ops.one_hot(labels, num_classes, _C.dtype.int64)

@@ -1,0 +1,200 @@
+"""nn.Module: parameters, buffers and submodules, train/eval, state dicts."""
+from collections import OrderedDict
+
+from .. import _C
+from .._C import Tensor
+from ..autograd import no_grad
+from ..function import current_trace
+from .parameter import Parameter, make_buffer
+
+
+class Module:
+    """Base class of layers and models, as torch.nn.Module."""
+
+    def __init__(self):
+        object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+
+    # ------------------------------------------------------------ attributes
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise AttributeError("call super().__init__() before assigning attributes of a Module")
+        for d in (self._parameters, self._buffers, self._modules):
+            d.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        elif name in self.__dict__.get("_buffer_names", ()):
+            self._buffers[name] = value
+        else:
+            object.__setattr__(self, name, value)
+            return
+        self.__dict__.pop(name, None)
+
+    def __getattr__(self, name):
+        d = self.__dict__
+        for store in ("_parameters", "_buffers", "_modules"):
+            if store in d and name in d[store]:
+                return d[store][name]
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+    def __delattr__(self, name):
+        for d in (self._parameters, self._buffers, self._modules):
+            if name in d:
+                del d[name]
+                return
+        object.__delattr__(self, name)
+
+    def register_parameter(self, name, param):
+        if param is None:
+            self._parameters[name] = None
+        else:
+            setattr(self, name, param if isinstance(param, Parameter) else Parameter(param))
+
+    def register_buffer(self, name, tensor, persistent=True):
+        self.__dict__.setdefault("_buffer_names", set()).add(name)
+        if not persistent:
+            self.__dict__.setdefault("_non_persistent", set()).add(name)
+        self._buffers[name] = None if tensor is None else make_buffer(tensor)
+        self.__dict__.pop(name, None)
+
+    def add_module(self, name, module):
+        self._modules[name] = module
+
+    # --------------------------------------------------------------- calling
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+
+    def __call__(self, *args, **kwargs):
+        state = current_trace()
+        if state is not None:
+            state.modules.append(self)
+        return self.forward(*args, **kwargs)
+
+    # ------------------------------------------------------------- traversal
+    def named_modules(self, prefix=""):
+        yield prefix, self
+        for name, m in self._modules.items():
+            if m is not None:
+                yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        for _, m in self.named_modules():
+            yield m
+
+    def children(self):
+        for m in self._modules.values():
+            if m is not None:
+                yield m
+
+    def named_children(self):
+        for n, m in self._modules.items():
+            if m is not None:
+                yield n, m
+
+    def named_parameters(self, prefix="", recurse=True):
+        seen = set()
+        mods = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for mp, m in mods:
+            for n, p in m._parameters.items():
+                if p is None or id(p) in seen:
+                    continue
+                seen.add(id(p))
+                yield (f"{mp}.{n}" if mp else n), p
+
+    def parameters(self, recurse=True):
+        for _, p in self.named_parameters(recurse=recurse):
+            yield p
+
+    def named_buffers(self, prefix="", recurse=True):
+        mods = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for mp, m in mods:
+            for n, b in m._buffers.items():
+                if b is not None:
+                    yield (f"{mp}.{n}" if mp else n), b
+
+    def buffers(self, recurse=True):
+        for _, b in self.named_buffers(recurse=recurse):
+            yield b
+
+    # ------------------------------------------------------------------ modes
+    def train(self, mode=True):
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def requires_grad_(self, requires_grad=True):
+        for p in self.parameters():
+            p.requires_grad = requires_grad
+        return self
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.parameters():
+            if p.grad is None:
+                continue
+            if set_to_none or p.grad.is_symbolic:
+                p.grad = None
+            else:
+                with no_grad():
+                    p.grad.zero_()
+
+    def apply(self, fn):
+        for m in self.children():
+            m.apply(fn)
+        fn(self)
+        return self
+
+    # ------------------------------------------------------------ state dicts
+    def state_dict(self, prefix=""):
+        """Name -> tensor (the parameters and persistent buffers themselves,
+        detached; clone them to keep a snapshot)."""
+        out = OrderedDict()
+        for mp, m in self.named_modules(prefix):
+            skip = m.__dict__.get("_non_persistent", set())
+            for n, p in m._parameters.items():
+                if p is not None:
+                    out[f"{mp}.{n}" if mp else n] = p.detach()
+            for n, b in m._buffers.items():
+                if b is not None and n not in skip:
+                    out[f"{mp}.{n}" if mp else n] = b.detach()
+        return out
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copies values into the existing parameters and buffers (never
+        rebinds them, so compiled functions keep seeing them)."""
+        from .._ops import as_tensor
+        own = self.state_dict()
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        if strict and (missing or unexpected):
+            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        with no_grad():
+            for k, dst in own.items():
+                if k not in state_dict:
+                    continue
+                src = as_tensor(state_dict[k])
+                if tuple(src.shape) != tuple(dst.shape):
+                    raise ValueError(f"load_state_dict: '{k}' has shape {tuple(src.shape)} in the state dict "
+                                     f"but {tuple(dst.shape)} in the model")
+                dst.copy_(src if src.dtype == dst.dtype else src.to(dst.dtype))
+        return missing, unexpected
+
+    # ------------------------------------------------------------------ repr
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        if self._modules:
+            lines[0] = lines[0].rstrip("(") + "(" if self.extra_repr() else lines[0]
+            for n, m in self._modules.items():
+                body = repr(m).replace("\n", "\n  ")
+                lines.append(f"  ({n}): {body}")
+            return "\n".join(lines) + "\n)"
+        return lines[0] + ")"
