@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Sets up what is missing, builds ndflow, and runs the main job. For now that
-# is the C++ example: a two-layer MLP trained with hand-rolled SGD on a
-# synthetic classification problem (Fashion-MNIST training follows with the
-# Python package).
+# Sets up what is missing, builds ndflow, and runs the main job: training the
+# MLP 784-256-128-10 on Fashion-MNIST from Python (examples/fashion_mnist.py,
+# graph mode by default), exporting it, and checking the export with
+# ndflow-run. Extra arguments go to the example (--help lists them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
 tools/build.sh
-build/examples/mlp_synthetic "$@"
+exec .venv/bin/python examples/fashion_mnist.py "$@"

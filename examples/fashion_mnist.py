@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""Train an MLP (784-256-128-10) on Fashion-MNIST with ndflow.
+
+    python examples/fashion_mnist.py                  # graph mode, 3 epochs
+    python examples/fashion_mnist.py --mode eager --optimizer adam --lr 1e-3
+
+The training step is ordinary PyTorch-style code; in graph mode (the default)
+@ndflow.function traces it once into a static graph that then runs in C++.
+After training, the eval-mode model is exported to an .ndf file and run by the
+standalone `ndflow-run` on the whole test set, which must give the same
+accuracy. Writes the loss/accuracy curves as a PNG.
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import ndflow as nd
+from ndflow import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--mode", choices=["graph", "eager"], default="graph",
+                   help="graph: compile the training step with @ndflow.function (default); eager: run op by op")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--momentum", type=float, default=0.9, help="for --optimizer sgd and rmsprop")
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw", "rmsprop", "adagrad"], default="sgd")
+    p.add_argument("--threads", type=int, default=2, help="kernel threads")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-root", default="/usr/share/datasets/fashion-mnist")
+    p.add_argument("--out-dir", default=str(ROOT / "runs" / "fashion_mnist"),
+                   help="where the PNG and the exported model go")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    p.add_argument("--skip-export", action="store_true", help="do not export and run ndflow-run")
+    return p.parse_args(argv)
+
+
+def make_model():
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(),
+                         nn.Linear(128, 10))
+
+
+def make_optimizer(name, params, lr, momentum):
+    if name == "sgd":
+        return nd.optim.SGD(params, lr=lr, momentum=momentum)
+    if name == "adam":
+        return nd.optim.Adam(params, lr=lr)
+    if name == "adamw":
+        return nd.optim.AdamW(params, lr=lr)
+    if name == "rmsprop":
+        return nd.optim.RMSprop(params, lr=lr, momentum=momentum)
+    return nd.optim.Adagrad(params, lr=lr)
+
+
+def load_split(root, train):
+    """Images as float32 [N, 1, 28, 28] in [0, 1] and int64 labels."""
+    ds = nd.datasets.FashionMNIST(root=root, train=train)
+    x = (np.asarray(ds.data, dtype=np.float32) / 255.0).reshape(-1, 1, 28, 28)
+    return x, np.asarray(ds.targets, dtype=np.int64)
+
+
+def progress(total, enabled, desc):
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+
+
+def find_ndflow_run():
+    candidates = [os.environ.get("NDFLOW_RUN"), shutil.which("ndflow-run"),
+                  str(Path(nd.__file__).parent / "bin" / "ndflow-run"), str(ROOT / "build" / "tools" / "ndflow-run")]
+    for c in candidates:
+        if c and os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
+    return None
+
+
+def plot(history, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.8))
+    steps = np.arange(1, len(history["step_loss"]) + 1)
+    ax[0].plot(steps, history["step_loss"], lw=0.6, alpha=0.5, label="per step")
+    per_epoch = len(steps) // max(1, len(history["train_loss"]))
+    ax[0].plot(np.arange(1, len(history["train_loss"]) + 1) * per_epoch, history["train_loss"], "o-",
+               label="epoch mean")
+    ax[0].set(xlabel="step", ylabel="training loss", title="Loss")
+    ax[0].legend()
+    ax[1].plot(np.arange(1, len(history["test_acc"]) + 1), np.array(history["test_acc"]) * 100, "o-")
+    ax[1].set(xlabel="epoch", ylabel="test accuracy (%)", title="Test accuracy")
+    ax[1].grid(alpha=0.3)
+    fig.suptitle(history["title"])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    nd.set_num_threads(args.threads)
+    nd.manual_seed(args.seed)
+    try:
+        x_train, y_train = load_split(args.data_root, True)
+        x_test, y_test = load_split(args.data_root, False)
+    except FileNotFoundError as e:
+        sys.exit(f"fashion_mnist: {e}")
+
+    model = make_model()
+    opt = make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def train_step(x, y):
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    def predict(x):
+        return nd.argmax(model(x), axis=1)
+
+    if args.mode == "graph":
+        train_step = nd.function(train_step)
+        predict = nd.function(predict)
+
+    loader = nd.data.DataLoader(nd.data.TensorDataset(x_train, y_train), batch_size=args.batch_size,
+                                shuffle=True, seed=args.seed)
+
+    def test_accuracy():
+        model.eval()
+        correct = 0
+        with nd.no_grad():
+            for i in range(0, len(x_test), 1000):
+                pred = predict(nd.from_numpy(x_test[i:i + 1000])).numpy()
+                correct += int((pred == y_test[i:i + 1000]).sum())
+        model.train()
+        return correct / len(x_test)
+
+    print(f"Fashion-MNIST MLP 784-256-128-10 | mode {args.mode} | {args.optimizer} lr {args.lr} | "
+          f"batch {args.batch_size} | {args.threads} threads | seed {args.seed}")
+    history = {"step_loss": [], "train_loss": [], "test_acc": [],
+               "title": f"ndflow MLP, {args.mode} mode, {args.optimizer} lr {args.lr}, batch {args.batch_size}"}
+    total_start = time.perf_counter()
+    for epoch in range(1, args.epochs + 1):
+        bar = progress(len(loader), not args.no_progress and sys.stderr.isatty(), f"epoch {epoch}/{args.epochs}")
+        start = time.perf_counter()
+        losses = []
+        seen = 0
+        for xb, yb in loader:
+            loss = train_step(xb, yb)
+            losses.append(loss.item())
+            seen += xb.shape[0]
+            if bar is not None:
+                bar.update(1)
+                if len(losses) % 20 == 0:
+                    bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}",
+                                    samples_s=f"{seen / (time.perf_counter() - start):,.0f}")
+        if bar is not None:
+            bar.close()
+        secs = time.perf_counter() - start
+        acc = test_accuracy()
+        history["step_loss"] += losses
+        history["train_loss"].append(float(np.mean(losses)))
+        history["test_acc"].append(acc)
+        print(f"epoch {epoch}: train loss {np.mean(losses):.4f} | test accuracy {acc * 100:.2f}% | "
+              f"{secs:.2f} s ({seen / secs:,.0f} samples/s)")
+    print(f"trained in {time.perf_counter() - total_start:.1f} s; final test accuracy {history['test_acc'][-1] * 100:.2f}%")
+
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    png = out / f"curves_{args.mode}.png"
+    try:
+        plot(history, png)
+        print(f"wrote {png}")
+    except ImportError:
+        print("matplotlib is missing: no plot (tools/setup.sh installs it)")
+
+    if not args.skip_export:
+        export_and_check(model, out, x_test, y_test, history["test_acc"][-1])
+    return history
+
+
+def export_and_check(model, out, x_test, y_test, accuracy):
+    """Exports the eval-mode model and runs ndflow-run on the whole test set."""
+    model.eval()
+
+    @nd.function
+    def classify(images):
+        return nd.argmax(model(images), axis=1)
+
+    with nd.no_grad():
+        classify(nd.from_numpy(x_test[:2]))
+    path = out / "mlp.ndf"
+    nd.save(classify, path)
+    print(f"exported the eval-mode model to {path}")
+    runner = find_ndflow_run()
+    if runner is None:
+        print("ndflow-run not found (build it with tools/build.sh): skipped the standalone check")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(Path(tmp) / "x.npy", x_test)
+        cmd = [runner, str(path), "--input", f"images={Path(tmp) / 'x.npy'}", "--output",
+               f"output_0={Path(tmp) / 'pred.npy'}"]
+        subprocess.run(cmd, check=True)
+        pred = np.load(Path(tmp) / "pred.npy")
+    acc = float((pred == y_test).mean())
+    same = "same as in-process" if abs(acc - accuracy) < 1e-9 else f"DIFFERS from in-process {accuracy * 100:.2f}%"
+    print(f"ndflow-run on the {len(x_test)} test images: accuracy {acc * 100:.2f}% ({same})")
+    if abs(acc - accuracy) >= 1e-9:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
