@@ -15,6 +15,7 @@ from . import _tensor  # noqa: F401  (installs Tensor methods and operators)
 from .autograd import no_grad, enable_grad, set_grad_enabled, is_grad_enabled, grad
 from .function import function, Function, save, load
 from . import ops
+from .checkpoint import save_checkpoint, load_checkpoint
 from . import nn, optim, data, datasets
 
 __version__ = "0.1.0"
