@@ -43,6 +43,14 @@ def parse_args(argv=None):
                    help="where the PNG and the exported model go")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.add_argument("--skip-export", action="store_true", help="do not export and run ndflow-run")
+    p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                   help="save a checkpoint every N steps (0: never) to --checkpoint")
+    p.add_argument("--checkpoint", default=None, help="checkpoint path (default: OUT_DIR/checkpoint.ndf)")
+    p.add_argument("--resume", default=None, metavar="PATH",
+                   help="resume from a checkpoint: the run ends with exactly the parameters of an "
+                        "uninterrupted one")
+    p.add_argument("--save-params", default=None, metavar="PATH",
+                   help="write the final parameters to an .ndf file (to compare runs)")
     return p.parse_args(argv)
 
 
@@ -153,18 +161,35 @@ def main(argv=None):
 
     print(f"Fashion-MNIST MLP 784-256-128-10 | mode {args.mode} | {args.optimizer} lr {args.lr} | "
           f"batch {args.batch_size} | {args.threads} threads | seed {args.seed}")
-    history = {"step_loss": [], "train_loss": [], "test_acc": [],
+    history = {"step_loss": [], "train_loss": [], "test_acc": [], "seconds": [],
                "title": f"ndflow MLP, {args.mode} mode, {args.optimizer} lr {args.lr}, batch {args.batch_size}"}
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = Path(args.checkpoint) if args.checkpoint else out / "checkpoint.ndf"
+    step, first_epoch, carried = 0, 0, []
+    if args.resume:
+        info = nd.load_checkpoint(args.resume, model=model, optimizer=opt, loader=loader)
+        step = info["step"]
+        history.update(info["extra"]["history"])
+        carried = info["extra"]["epoch_losses"]
+        first_epoch = loader.state_dict()["epoch"]
+        print(f"resumed from {args.resume} at step {step} (epoch {first_epoch + 1}, "
+              f"batch {loader.state_dict()['batches']})")
+
     total_start = time.perf_counter()
-    for epoch in range(1, args.epochs + 1):
+    for epoch in range(first_epoch + 1, args.epochs + 1):
         bar = progress(len(loader), not args.no_progress and sys.stderr.isatty(), f"epoch {epoch}/{args.epochs}")
         start = time.perf_counter()
-        losses = []
+        losses, carried = carried, []
         seen = 0
         for xb, yb in loader:
             loss = train_step(xb, yb)
             losses.append(loss.item())
             seen += xb.shape[0]
+            step += 1
+            if args.checkpoint_every and step % args.checkpoint_every == 0:
+                nd.save_checkpoint(ckpt, model=model, optimizer=opt, loader=loader, step=step,
+                                   extra={"history": history, "epoch_losses": losses})
             if bar is not None:
                 bar.update(1)
                 if len(losses) % 20 == 0:
@@ -177,12 +202,13 @@ def main(argv=None):
         history["step_loss"] += losses
         history["train_loss"].append(float(np.mean(losses)))
         history["test_acc"].append(acc)
+        history["seconds"].append(secs)
         print(f"epoch {epoch}: train loss {np.mean(losses):.4f} | test accuracy {acc * 100:.2f}% | "
-              f"{secs:.2f} s ({seen / secs:,.0f} samples/s)")
+              f"{secs:.2f} s ({seen / secs:,.0f} samples/s)", flush=True)
     print(f"trained in {time.perf_counter() - total_start:.1f} s; final test accuracy {history['test_acc'][-1] * 100:.2f}%")
+    if args.save_params:
+        nd._C.save_tensors(args.save_params, list(model.state_dict().items()), {})
 
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     png = out / f"curves_{args.mode}.png"
     try:
         plot(history, png)
