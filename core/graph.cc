@@ -1,5 +1,7 @@
 #include "core/graph.h"
 
+#include "runtime/eager.h"
+
 #include <algorithm>
 #include <sstream>
 #include <unordered_map>
@@ -92,7 +94,12 @@ Tensor Graph::constant(const Tensor& value, const std::string& name) {
   Node n;
   n.op = &builtin("constant");
   n.name = name.empty() ? "const" : name;
-  n.attrs = Attrs{{"value", value.is_contiguous() ? value : value.contiguous()}};
+  Tensor stored = value;
+  if (!value.is_contiguous()) {
+    EagerScope eager;  // a copy now, not a node of the graph being built
+    stored = value.contiguous();
+  }
+  n.attrs = Attrs{{"value", stored}};
   n.outputs = {TensorMeta{value.shape(), value.dtype(), value.device()}};
   return tensor({add_node(std::move(n)), 0});
 }
@@ -110,6 +117,14 @@ Tensor Graph::variable(const Tensor& var) {
   return tensor({add_node(std::move(n)), 0});
 }
 
+namespace {
+Tensor baked_copy(const Tensor& t) {
+  EagerScope eager;
+  NoGradGuard no_grad;
+  return t.clone();
+}
+}  // namespace
+
 std::vector<Tensor> Graph::add_op(const OpDef& op, std::span<const Tensor> inputs, const Attrs& attrs,
                                   const std::string& name) {
   op.check_num_inputs(inputs.size());
@@ -121,7 +136,9 @@ std::vector<Tensor> Graph::add_op(const OpDef& op, std::span<const Tensor> input
   for (size_t i = 0; i < inputs.size(); ++i) {
     const Tensor& t = inputs[i];
     NDF_CHECK(t.defined(), ValueError, "[", op.name(), "] input ", i, " is an undefined tensor");
-    Tensor sym = t.is_symbolic() ? t : (t.is_variable() ? variable(t) : constant(t));
+    // Any other eager tensor is baked in as it is now (DESIGN.md §5): a copy,
+    // so that later writes to it change neither the graph nor its folding.
+    Tensor sym = t.is_symbolic() ? t : (t.is_variable() ? variable(t) : constant(baked_copy(t)));
     NodeOutput e = edge(sym);
     n.inputs.push_back(e);
     metas.push_back(meta(e));

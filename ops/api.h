@@ -224,6 +224,31 @@ NDF_EXPORT Tensor mse_loss(const Tensor& pred, const Tensor& target,
 // `training`; the identity otherwise.
 NDF_EXPORT Tensor dropout(const Tensor& x, double p, bool training, Generator* gen = nullptr);
 
+// ------------------------------------------------- convolution and pooling
+// NCHW images, PyTorch semantics (ops/conv.cc). A Size2 is (height, width);
+// one number means the same for both.
+struct Size2 {
+  int64_t h, w;
+  Size2(int64_t v) : h(v), w(v) {}  // NOLINT: implicit on purpose, conv2d(x, w, b, 2, 1)
+  Size2(int64_t h_, int64_t w_) : h(h_), w(w_) {}
+};
+// x [N, C, H, W] cross-correlated with weight [O, C/groups, kh, kw], plus
+// bias [O] when defined, then `activation` ("none" or "relu", fused into the
+// kernel). Output [N, O, (H + 2*pad - dilation*(kh-1) - 1) / stride + 1, ...].
+NDF_EXPORT Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
+                         Size2 stride = 1, Size2 padding = 0, Size2 dilation = 1,
+                         int64_t groups = 1, const std::string& activation = "none");
+// Pooling over kernel_size windows of each plane; stride defaults to
+// kernel_size; padding must be at most half the kernel. ceil_mode rounds the
+// output size up (a window must still start inside the input or left padding).
+NDF_EXPORT Tensor max_pool2d(const Tensor& x, Size2 kernel_size,
+                             std::optional<Size2> stride = std::nullopt, Size2 padding = 0,
+                             bool ceil_mode = false);
+// count_include_pad: padded positions count in the divisor (PyTorch's default).
+NDF_EXPORT Tensor avg_pool2d(const Tensor& x, Size2 kernel_size,
+                             std::optional<Size2> stride = std::nullopt, Size2 padding = 0,
+                             bool ceil_mode = false, bool count_include_pad = true);
+
 // --------------------------------------------------------- optimizer updates
 // Fused in-place updates with torch.optim's semantics (ops/optim.cc). Each
 // call rewrites `param` and its state ("slots") in one pass and returns

@@ -122,7 +122,9 @@ InferFn no_outputs(Validate validate) {
 
 const Tensor& or_empty(const Tensor& slot, const Tensor& param, Tensor& holder) {
   if (slot.defined() || !param.defined()) return slot;  // call_op reports an undefined param
+  // A Variable, so that a graph may name it as an updated input (it is never written).
   holder = Tensor::empty(Shape{0}, param.dtype(), param.device());
+  holder.mark_variable("unused_slot");
   return holder;
 }
 

@@ -24,6 +24,19 @@ class NDF_EXPORT GraphBuilder {
 NDF_EXPORT GraphBuilder* current_graph_builder();
 NDF_EXPORT void set_current_graph_builder(GraphBuilder* b);
 
+// RAII: op calls in its scope run eagerly even while a graph is being built
+// (graph machinery that needs a concrete value, e.g. copying a constant).
+class NDF_EXPORT EagerScope {
+ public:
+  EagerScope() : prev_(current_graph_builder()) { set_current_graph_builder(nullptr); }
+  ~EagerScope() { set_current_graph_builder(prev_); }
+  EagerScope(const EagerScope&) = delete;
+  EagerScope& operator=(const EagerScope&) = delete;
+
+ private:
+  GraphBuilder* prev_;
+};
+
 // Runs (or, in graph mode, adds) one op. Returns its outputs.
 NDF_EXPORT std::vector<Tensor> call_op(const OpDef& op, std::span<const Tensor> inputs,
                                        const Attrs& attrs = {});

@@ -33,6 +33,8 @@ def _as_tensor(x, like=None):
         if like is not None:
             if isinstance(x, (bool, np.bool_)) and like.dtype == dtype.bool:
                 return _C.scalar(float(x), dtype.bool)
+            if isinstance(x, (float, np.floating)) and not like.dtype.is_floating_point:
+                return _C.scalar(float(x), dtype.float32)  # int tensor + 2.0 is float32, as in PyTorch
             return _C.scalar_like(float(x), like)
         if isinstance(x, (bool, np.bool_)):
             return _C.scalar(float(x), dtype.bool)
@@ -97,7 +99,10 @@ def tensor(data, dtype=None, requires_grad=False):
         else:
             a = np.asarray(data)
             if a.dtype == np.float64 and not isinstance(data, np.generic):
-                a = a.astype(np.float32)
+                # Python floats give float32 (PyTorch's default), converted
+                # once: straight to the requested dtype when there is one.
+                a = a.astype(_np_dtype_for(dtype) if dtype is not None and dtype != _C.dtype.bfloat16
+                             else np.float32)
         if a.dtype not in _NP_TO_DT:
             if a.dtype.kind == "f":
                 a = a.astype(np.float32)
@@ -270,7 +275,19 @@ __all__ += ["subtract", "multiply", "divide", "true_divide"]
 
 @_export
 def matmul(a, b):
+    a, b = _pair(a, b)
     return _C.matmul(a, b)
+
+
+@_export
+def sum_to_like(x, like):
+    """Sums ``x`` over the axes that broadcasting ``like`` to x's shape added."""
+    return _C.sum_to_like(x, like)
+
+
+@_export
+def broadcast_like(x, like):
+    return _C.broadcast_like(x, like)
 
 
 @_export
@@ -400,7 +417,7 @@ def flatten(x, start_dim=0, end_dim=-1):
 
 
 @_export
-def concat(tensors, axis=0, *, dim=None):
+def concat(tensors, axis=None, *, dim=None):
     return _C.concat(list(tensors), int(_axis_arg(axis, dim, 0)))
 
 
@@ -409,12 +426,12 @@ __all__ += ["cat", "concatenate"]
 
 
 @_export
-def stack(tensors, axis=0, *, dim=None):
+def stack(tensors, axis=None, *, dim=None):
     return _C.stack(list(tensors), int(_axis_arg(axis, dim, 0)))
 
 
 @_export
-def split(x, split_size_or_sections, axis=0, *, dim=None):
+def split(x, split_size_or_sections, axis=None, *, dim=None):
     """torch.split: an int is the size of each piece (the last may be
     smaller); a list gives the sizes."""
     ax = int(_axis_arg(axis, dim, 0))
@@ -429,7 +446,7 @@ def split(x, split_size_or_sections, axis=0, *, dim=None):
 
 
 @_export
-def chunk(x, chunks, axis=0, *, dim=None):
+def chunk(x, chunks, axis=None, *, dim=None):
     ax = int(_axis_arg(axis, dim, 0))
     n = x.shape[ax]
     size = -(-n // int(chunks))
@@ -443,12 +460,12 @@ def index_select(x, axis, index):
 
 @_export
 def gather(x, axis, index):
-    return _C.gather(x, int(axis), index)
+    return _C.gather(x, int(axis), _as_tensor(index))
 
 
 @_export
 def scatter_add(x, axis, index, src):
-    return _C.scatter_add(x, int(axis), index, src)
+    return _C.scatter_add(x, int(axis), _as_tensor(index), _as_tensor(src, x))
 
 
 @_export
@@ -478,12 +495,12 @@ def slice(x, axis, start, stop, step=1):  # noqa: A001
 # -------------------------------------------------------------- nn & state
 
 @_export
-def softmax(x, axis=-1, *, dim=None):
+def softmax(x, axis=None, *, dim=None):
     return _C.softmax(x, int(_axis_arg(axis, dim, -1)))
 
 
 @_export
-def log_softmax(x, axis=-1, *, dim=None):
+def log_softmax(x, axis=None, *, dim=None):
     return _C.log_softmax(x, int(_axis_arg(axis, dim, -1)))
 
 
@@ -510,3 +527,41 @@ def assign(var, value):
 @_export
 def assign_add(var, value):
     _C.assign_add(var, _as_tensor(value, var))
+
+
+# ------------------------------------------------ convolution and pooling
+# torch.nn.functional's spellings over the registered ops (ops/conv.cc);
+# sizes are an int or an (height, width) pair.
+
+def _pair2(v, name):
+    if isinstance(v, numbers.Integral):
+        return [int(v), int(v)]
+    v = [int(a) for a in v]
+    if len(v) != 2:
+        raise ValueError(f"{name} must be an int or a (height, width) pair, got {v}")
+    return v
+
+
+@_export
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-d cross-correlation of input [N, C, H, W] with weight [O, C/groups, kh, kw]."""
+    inputs = [input, weight] + ([] if bias is None else [bias])
+    return _C.call_op("conv2d", inputs, {"stride": _pair2(stride, "stride"), "padding": _pair2(padding, "padding"),
+                                         "dilation": _pair2(dilation, "dilation"), "groups": int(groups)})[0]
+
+
+@_export
+def max_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False):
+    k = _pair2(kernel_size, "kernel_size")
+    s = k if stride is None else _pair2(stride, "stride")
+    return _C.call_op("max_pool2d", [input], {"kernel_size": k, "stride": s, "padding": _pair2(padding, "padding"),
+                                              "ceil_mode": bool(ceil_mode)})[0]
+
+
+@_export
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    k = _pair2(kernel_size, "kernel_size")
+    s = k if stride is None else _pair2(stride, "stride")
+    return _C.call_op("avg_pool2d", [input], {"kernel_size": k, "stride": s, "padding": _pair2(padding, "padding"),
+                                              "ceil_mode": bool(ceil_mode),
+                                              "count_include_pad": bool(count_include_pad)})[0]

@@ -15,10 +15,18 @@ Parameters, buffers and optimizer state are Variables, captured by
 reference, so the compiled step updates the very tensors Python sees, and a
 learning-rate change (which writes the lr Variable) takes effect without
 retracing. Other tensors the function closes over are baked in as constants.
+
+A trace is reused while the input signature (shapes, dtypes, non-tensor
+arguments, grad mode) is the same, the modules it ran have the same
+train/eval flags and the optimizers it stepped have the same settings
+(other than lr); otherwise the Python body runs again (``trace_count``).
+After a call, ``p.grad`` of every parameter the step differentiated holds
+the gradient that call computed (fetched from the graph).
 """
 import functools
 import inspect
 import json
+import threading
 import weakref
 
 import numpy as np
@@ -26,19 +34,50 @@ import numpy as np
 from . import _C
 from ._C import Tensor, TracingError
 
-# The traces in progress on this thread (innermost last).
-_active = []
+_local = threading.local()
+
+
+def _stack():
+    s = getattr(_local, "stack", None)
+    if s is None:
+        s = _local.stack = []
+    return s
 
 
 class _TraceState:
     def __init__(self):
         self.grad_params = []       # Variables whose .grad a symbolic backward set
         self.saved_grads = {}       # id -> (param, .grad before the trace)
+        self.zeroed = set()         # ids of tensors whose .grad the function reset (zero_grad)
         self.modules = []           # modules whose forward ran, for the training flags
+        self.optimizers = []        # optimizers whose step() ran, for their hyperparameter versions
 
 
 def current_trace():
-    return _active[-1] if _active else None
+    """The innermost trace in progress on this thread, or None."""
+    s = _stack()
+    return s[-1] if s else None
+
+
+def _note_zeroed(t):
+    """Called by zero_grad (and ``t.grad = None``) inside a trace: the
+    compiled function then starts that gradient from zero on every call."""
+    state = current_trace()
+    if state is not None:
+        state.zeroed.add(t._id())
+
+
+# ``t.grad = None`` inside a trace counts as zeroing the gradient.
+_grad_property = Tensor.__dict__["grad"]
+
+
+def _set_grad(self, value):
+    if value is None:
+        _note_zeroed(self)
+    _grad_property.fset(self, value)
+
+
+Tensor.grad = property(_grad_property.fget, _set_grad, doc=_grad_property.__doc__)
 
 
 def _symbolic_backward(loss, gradient=None):
@@ -50,32 +89,33 @@ def _symbolic_backward(loss, gradient=None):
     for p, g in zip(params, grads):
         if g is None:
             continue
-        # Python wrappers of one C++ tensor differ: key on the tensor itself.
-        if state is not None and p._id() not in state.saved_grads:
-            state.saved_grads[p._id()] = (p, p.grad)
         old = p.grad
-        if old is None:
-            p.grad = g
-        elif old.is_symbolic:
-            p.grad = old + g
-        else:
+        if old is not None and not old.is_symbolic:
             raise TracingError(
                 f"a parameter (shape {list(p.shape)}) already holds an eager gradient when the traced "
                 "function calls backward(); gradients cannot accumulate across compiled calls. Call "
                 "opt.zero_grad() (or set .grad = None) before the traced step or inside it.")
-        if state is not None and all(q._id() != p._id() for q in state.grad_params):
+        # Python wrappers of one C++ tensor differ: key on the tensor itself.
+        if state is not None and p._id() not in state.saved_grads:
+            state.saved_grads[p._id()] = (p, old)
             state.grad_params.append(p)
+        _grad_property.fset(p, g if old is None else old + g)
 
 
 _eager_backward = Tensor.backward
 
 
-def _backward(self, gradient=None, retain_graph=False):
+def _backward(self, gradient=None, retain_graph=False, inputs=None):
     if self.is_symbolic:
+        if inputs is not None:
+            raise NotImplementedError("backward(inputs=...) is not supported inside a traced function; "
+                                      "use ndflow.grad(loss, inputs)")
         if gradient is not None and not isinstance(gradient, Tensor):
             from ._ops import _as_tensor
             gradient = _as_tensor(gradient, self)
         return _symbolic_backward(self, gradient)
+    if inputs is not None:
+        raise NotImplementedError("backward(inputs=...) is not supported; use ndflow.grad(loss, inputs)")
     return _eager_backward(self, gradient, retain_graph)
 
 
@@ -84,6 +124,14 @@ Tensor.backward = _backward
 
 # ------------------------------------------------------------- signatures
 
+class _Spec:
+    """What a trace needs of an input tensor: its shape and dtype."""
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, t):
+        self.shape, self.dtype = tuple(t.shape), t.dtype
+
+
 def _flatten(obj, tensors, path):
     """Replaces tensors in a nested structure by markers; returns a hashable
     template. NumPy arrays count as tensors."""
@@ -91,6 +139,9 @@ def _flatten(obj, tensors, path):
         from ._ops import as_tensor
         obj = as_tensor(obj)
     if isinstance(obj, Tensor):
+        if obj.is_symbolic:
+            raise TracingError("a symbolic tensor (from a trace that has ended, or from a graph scope) was "
+                               "passed to a compiled function; pass concrete tensors")
         tensors.append((path, obj))
         return ("T", tuple(obj.shape), int(obj.dtype))
     if isinstance(obj, (list, tuple)):
@@ -102,7 +153,8 @@ def _flatten(obj, tensors, path):
     except TypeError:
         raise TypeError(f"@ndflow.function arguments must be tensors, arrays, numbers, strings or "
                         f"nested lists/tuples/dicts of them; got an unhashable {type(obj).__name__}") from None
-    return ("V", obj)
+    # The type is part of the key: f(x, 1), f(x, 1.0) and f(x, True) trace separately.
+    return ("V", type(obj), obj)
 
 
 def _rebuild(template, tensors, it):
@@ -114,7 +166,7 @@ def _rebuild(template, tensors, it):
         return vals if kind == "list" else tuple(vals)
     if kind == "dict":
         return {k: _rebuild(t, tensors, it) for k, t in template[1]}
-    return template[1]
+    return template[2]
 
 
 def _flatten_outputs(out, tensors):
@@ -147,17 +199,47 @@ def _sanitize(name):
     return "".join(c if c.isalnum() or c in "_.-" else "_" for c in name)
 
 
+def _describe(specs):
+    return ", ".join(f"{path}: {s.dtype.name}{list(s.shape)}" for path, s in specs)
+
+
+class _Trace:
+    """The result of running the Python body once on placeholders."""
+
+    def __init__(self, graph, input_names, template, num_outputs, grad_params, zeroed, modules, optimizers):
+        self.graph = graph
+        self.input_names = input_names
+        self.template = template
+        self.num_outputs = num_outputs
+        self.grad_params = grad_params
+        self.zeroed = zeroed
+        self.modules = modules
+        self.optimizers = optimizers
+
+
 class _Entry:
     """One traced signature: its graph and compiled step."""
 
-    def __init__(self, graph, input_names, out_template, num_outputs, grad_params, modules, compiled):
-        self.graph = graph
-        self.input_names = input_names
-        self.out_template = out_template
-        self.num_outputs = num_outputs
-        self.grad_params = grad_params
-        self.modules = modules  # [(weakref to module, training flag at trace time)]
+    def __init__(self, trace, compiled):
+        self.graph = trace.graph
+        self.input_names = trace.input_names
+        self.out_template = trace.template
+        self.num_outputs = trace.num_outputs
+        self.grad_params = trace.grad_params
+        # Gradients the function does not reset itself: they must be None when it
+        # is called, since the compiled step cannot add to an existing .grad.
+        self.unzeroed = [p for p in trace.grad_params if p._id() not in trace.zeroed]
+        self.modules = [(weakref.ref(m), m.training) for m in dict.fromkeys(trace.modules)]
+        self.optimizers = [(weakref.ref(o), o.hyperparameter_version) for o in dict.fromkeys(trace.optimizers)]
         self.compiled = compiled
+
+    def stale(self):
+        """An optimizer the trace stepped has other settings now (versions only grow)."""
+        for ref, version in self.optimizers:
+            o = ref()
+            if o is not None and o.hyperparameter_version != version:
+                return True
+        return False
 
     def modes_match(self):
         for ref, flag in self.modules:
@@ -176,9 +258,11 @@ class Function:
         self._optimize = optimize
         self._cache = {}
         self._last = None
+        self._last_call = None  # (key, [(path, _Spec)]) of the latest call, for export
         self.trace_count = 0  # how often the Python body ran (once per signature)
         try:
-            self._param_names = list(inspect.signature(fn).parameters)
+            self._param_names = [p.name for p in inspect.signature(fn).parameters.values()
+                                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         except (TypeError, ValueError):
             self._param_names = []
 
@@ -186,6 +270,9 @@ class Function:
         if obj is None:
             return self
         return functools.partial(self.__call__, obj)
+
+    def __repr__(self):
+        return f"<ndflow.function {getattr(self, '__qualname__', self._fn)}: {self.trace_count} trace(s)>"
 
     # ---------------------------------------------------------------- calls
     def _signature(self, args, kwargs):
@@ -197,69 +284,92 @@ class Function:
         return key, tensors
 
     def __call__(self, *args, **kwargs):
-        if _active:  # called from inside another trace: inline it
+        if _stack():  # called from inside another trace: inline it
             return self._fn(*args, **kwargs)
         key, tensors = self._signature(args, kwargs)
-        entries = self._cache.setdefault(key, [])
-        entry = next((e for e in entries if e.modes_match()), None)
+        specs = [(p, _Spec(t)) for p, t in tensors]
+        self._last_call = (key, specs)
+        entries = self._cache.get(key)
+        entry = next((e for e in entries or () if e.modes_match() and not e.stale()), None)
         if entry is None:
-            entry = self._trace(args, kwargs, key, tensors)
-            entries.append(entry)
+            self._prune()
+            trace = self._build(key, specs)
+            fetches = [f"output_{i}" for i in range(trace.num_outputs)] + \
+                      [f"grad_{j}" for j in range(len(trace.grad_params))]
+            session = _C.Session(trace.graph, optimize=self._optimize)
+            compiled = _C.CompiledFunction(session, trace.input_names, fetches, trace.graph.side_effect_nodes())
+            entry = _Entry(trace, compiled)
+            self._cache.setdefault(key, []).append(entry)
         self._last = entry
+        for p in entry.unzeroed:
+            if p.grad is not None:
+                raise RuntimeError(
+                    f"a parameter (shape {list(p.shape)}) holds a gradient from an earlier call, and "
+                    f"{self.__name__} does not reset it before backward(): a compiled step cannot add to an "
+                    "existing .grad. Call opt.zero_grad() inside the traced function (as in a PyTorch training "
+                    "step) or before each call.")
         outs = entry.compiled([t for _, t in tensors])
         n = entry.num_outputs
         for p, g in zip(entry.grad_params, outs[n:]):
-            p.grad = g
+            _grad_property.fset(p, g)
         return _unflatten_outputs(entry.out_template, iter(outs[:n]))
 
+    def _prune(self):
+        """Drops traces whose optimizer settings changed (they never match again)."""
+        for k in list(self._cache):
+            live = [e for e in self._cache[k] if not e.stale()]
+            if live:
+                self._cache[k] = live
+            else:
+                del self._cache[k]
+
     # -------------------------------------------------------------- tracing
-    def _build(self, args, kwargs, key, tensors, batch_dynamic=False):
+    def _build(self, key, specs, batch_dynamic=False, for_export=False):
         graph = _C.Graph()
         state = _TraceState()
         input_names = []
         used = set()
-        _active.append(state)
+        stack = _stack()
+        stack.append(state)
         try:
             with _C.GraphScope(graph):
                 placeholders = []
-                for path, t in tensors:
+                for path, spec in specs:
                     name = _sanitize(path)
                     while name in used:
                         name += "_"
                     used.add(name)
-                    shape = list(t.shape)
+                    shape = list(spec.shape)
                     if batch_dynamic and shape:
                         shape[0] = -1
-                    placeholders.append(graph.placeholder(name, shape, t.dtype))
+                    placeholders.append(graph.placeholder(name, shape, spec.dtype))
                     input_names.append(name)
                 arg_t, kw_t, _ = key
                 it = iter(range(len(placeholders)))
                 a = [_rebuild(t, placeholders, it) for t in arg_t]
                 k = {name: _rebuild(t, placeholders, it) for name, t in kw_t}
                 self.trace_count += 1
-                out = self._fn(*a, **k)
+                try:
+                    out = self._fn(*a, **k)
+                except Exception as e:
+                    if hasattr(e, "add_note"):
+                        e.add_note(f"(while tracing {self.__name__}({_describe(specs)}) into a graph)")
+                    raise
                 flat = []
                 template = _flatten_outputs(out, flat)
                 for i, t in enumerate(flat):
                     if not t.is_symbolic:  # a constant or a Variable returned as is
                         t = _C.identity(t)
                     graph.mark_output(f"output_{i}", t)
-                grad_params = list(state.grad_params)
+                grad_params = [] if for_export else list(state.grad_params)
                 for j, p in enumerate(grad_params):
                     graph.mark_output(f"grad_{j}", p.grad)
         finally:
-            _active.pop()
+            stack.pop()
             for p, before in state.saved_grads.values():
-                p.grad = before
-        modules = [(weakref.ref(m), m.training) for m in dict.fromkeys(state.modules)]
-        return graph, input_names, template, len(flat), grad_params, modules
-
-    def _trace(self, args, kwargs, key, tensors):
-        graph, input_names, template, n_out, grad_params, modules = self._build(args, kwargs, key, tensors)
-        fetches = [f"output_{i}" for i in range(n_out)] + [f"grad_{j}" for j in range(len(grad_params))]
-        session = _C.Session(graph, optimize=self._optimize)
-        compiled = _C.CompiledFunction(session, input_names, fetches, graph.side_effect_nodes())
-        return _Entry(graph, input_names, template, n_out, grad_params, modules, compiled)
+                _grad_property.fset(p, before)
+        return _Trace(graph, input_names, template, len(flat), grad_params, state.zeroed, state.modules,
+                      state.optimizers)
 
     # ------------------------------------------------------------ inspection
     @property
@@ -270,27 +380,31 @@ class Function:
         return self._last.graph
 
     def export_graph(self, *args, dynamic_batch=True, **kwargs):
-        """A graph for saving: traced again with the leading dimension of
-        every input left unknown (any batch size), falling back to the
-        traced shapes when the function needs them."""
+        """A graph for saving, traced again (the Python body runs, but
+        ``trace_count`` does not change) with the leading dimension of every
+        input left unknown (any batch size), falling back to the traced
+        shapes when the function needs them. Returns (graph, input names,
+        output template)."""
         if args or kwargs:
             key, tensors = self._signature(args, kwargs)
-        elif self._last is not None:
-            key, tensors = self._last_key, self._last_tensors
+            specs = [(p, _Spec(t)) for p, t in tensors]
+        elif self._last_call is not None:
+            key, specs = self._last_call
         else:
             raise RuntimeError("call the function once (or pass example inputs) before saving it")
         count = self.trace_count
         try:
-            if not dynamic_batch:
-                raise ValueError("static shapes requested")
-            graph, names, template, n_out, _, _ = self._build(args, kwargs, key, tensors, batch_dynamic=True)
-        except (ValueError, TypeError, TracingError):
-            graph, names, template, n_out, _, _ = self._build(args, kwargs, key, tensors)
-        self.trace_count = count  # exporting is not a call
-        return graph, names, template
-
-    def _remember(self, key, tensors):
-        self._last_key, self._last_tensors = key, tensors
+            trace = None
+            if dynamic_batch and any(s.shape for _, s in specs):
+                try:
+                    trace = self._build(key, specs, batch_dynamic=True, for_export=True)
+                except (ValueError, TypeError, IndexError, TracingError):
+                    trace = None
+            if trace is None:
+                trace = self._build(key, specs, for_export=True)
+        finally:
+            self.trace_count = count  # exporting is not a call
+        return trace.graph, trace.input_names, trace.template
 
 
 def function(fn=None, *, optimize=True):
@@ -300,26 +414,14 @@ def function(fn=None, *, optimize=True):
     return Function(fn, optimize=optimize)
 
 
-# Keep the example inputs of the latest call for export.
-_orig_call = Function.__call__
-
-
-def _call_and_remember(self, *args, **kwargs):
-    if not _active:
-        key, tensors = self._signature(args, kwargs)
-        self._remember(key, [(p, t) for p, t in tensors])
-    return _orig_call(self, *args, **kwargs)
-
-
-Function.__call__ = _call_and_remember
-
-
 # ------------------------------------------------------------ save / load
 
 def save(f, path, *example_inputs, dynamic_batch=True):
     """Exports a traced function with its Variables to an .ndf file that
     ``ndflow-run`` and ``ndflow.load`` run. Inputs are named after the
-    function's parameters; outputs are output_0, output_1, ..."""
+    function's parameters; outputs are output_0, output_1, ... The leading
+    dimension of every input is left open (any batch size) unless
+    ``dynamic_batch=False`` or the function needs the traced size."""
     if not isinstance(f, Function):
         raise TypeError("ndflow.save exports an @ndflow.function; wrap the function first")
     graph, names, template = f.export_graph(*example_inputs, dynamic_batch=dynamic_batch)
@@ -331,21 +433,51 @@ class LoadedFunction:
     """A graph loaded from an .ndf file, callable like the function it came from."""
 
     def __init__(self, path):
-        self.graph, self.metadata = _C.load_graph(str(path))
+        self.path = str(path)
+        self.graph, self.metadata = _C.load_graph(self.path)
         self.input_names = self.graph.input_names()
+        self.input_specs = [(list(shape), dtype) for shape, dtype in self.graph.input_shapes()]
         self.output_names = self.graph.output_names()
+        self.__name__ = self.metadata.get("ndflow.function", "function")
         session = _C.Session(self.graph)
-        self._compiled = _C.CompiledFunction(session, self.input_names, self.output_names, [])
+        self._compiled = _C.CompiledFunction(session, self.input_names, self.output_names,
+                                             self.graph.side_effect_nodes())
         tmpl = self.metadata.get("ndflow.outputs")
         self._template = _to_tuple(json.loads(tmpl)) if tmpl else None
 
+    def signature(self):
+        return ", ".join(f"{n}: {d.name}{s}" for n, (s, d) in zip(self.input_names, self.input_specs))
+
+    def __repr__(self):
+        return f"<ndflow.LoadedFunction {self.__name__}({self.signature()}) from {self.path}>"
+
     def __call__(self, *args, **kwargs):
         from ._ops import as_tensor
-        if kwargs:
-            args = list(args) + [kwargs.pop(n) for n in self.input_names[len(args):] if n in kwargs]
-            if kwargs:
-                raise TypeError(f"unknown inputs {sorted(kwargs)}; the graph takes {self.input_names}")
-        outs = self._compiled([as_tensor(a) for a in args])
+        n = len(self.input_names)
+        where = f"{self.__name__}({self.signature()}) loaded from {self.path}"
+        if len(args) > n:
+            raise TypeError(f"{where} takes {n} input(s), got {len(args)}")
+        vals = list(args) + [None] * (n - len(args))
+        for k, v in kwargs.items():
+            if k not in self.input_names:
+                raise TypeError(f"{where} has no input '{k}'")
+            i = self.input_names.index(k)
+            if i < len(args):
+                raise TypeError(f"{where} got input '{k}' twice (by position and by name)")
+            vals[i] = v
+        missing = [name for name, v in zip(self.input_names, vals) if v is None]
+        if missing:
+            raise TypeError(f"{where}: missing input(s) {missing}")
+        tensors = []
+        for name, v, (shape, dtype) in zip(self.input_names, vals, self.input_specs):
+            t = as_tensor(v)
+            if t.dtype != dtype:
+                raise TypeError(f"{where}: input '{name}' must have dtype {dtype.name}, got {t.dtype.name}")
+            got = list(t.shape)
+            if len(got) != len(shape) or any(s != -1 and s != g for s, g in zip(shape, got)):
+                raise ValueError(f"{where}: input '{name}' must have shape {shape} (-1: any size), got {got}")
+            tensors.append(t)
+        outs = self._compiled(tensors)
         if self._template is not None:
             return _unflatten_outputs(self._template, iter(outs))
         return outs[0] if len(outs) == 1 else tuple(outs)

@@ -1,5 +1,7 @@
-// The DLPack exchange structs (dmlc/dlpack v0.8, the unversioned ABI that
-// `__dlpack__` without max_version exchanges). Only the layout is part of the
+// The DLPack exchange structs: the unversioned ABI (dmlc/dlpack v0.8, capsule
+// "dltensor") that `__dlpack__()` without max_version exchanges, and the
+// versioned one (v1.0, capsule "dltensor_versioned") that NumPy 2 and
+// PyTorch ask for with max_version=(1, 0). Only the layout is part of the
 // protocol, so it is declared here rather than pulled in as a dependency.
 #pragma once
 
@@ -32,6 +34,19 @@ struct DLManagedTensor {
   DLTensor dl_tensor;
   void* manager_ctx;
   void (*deleter)(DLManagedTensor* self);
+};
+
+struct DLPackVersion {
+  uint32_t major;
+  uint32_t minor;
+};
+inline constexpr uint64_t kFlagReadOnly = 1ULL << 0, kFlagIsCopied = 1ULL << 1;
+struct DLManagedTensorVersioned {
+  DLPackVersion version;
+  void* manager_ctx;
+  void (*deleter)(DLManagedTensorVersioned* self);
+  uint64_t flags;
+  DLTensor dl_tensor;
 };
 
 }  // namespace ndflow::python::dlpack

@@ -57,6 +57,13 @@ std::vector<Tensor> call_registered(const std::string& name, const std::vector<T
     }
     a.set(key, to_attr(name, *spec, v));
   }
+  // Declared defaults fill the attributes not given (as in graph mode); a
+  // required one missing is a TypeError, like a missing Python argument.
+  for (const auto& s : op.attr_specs())
+    if (!a.has(s.name) && !s.default_value)
+      throw py::type_error("[" + name + "] missing required attribute '" + s.name + "' (" +
+                           std::string(attr_type_name(s.type)) + ")");
+  a = op.complete_attrs(a);
   py::gil_scoped_release nogil;
   return call_op(op, inputs, a);
 }

@@ -4,6 +4,7 @@
 
 #include <bit>
 #include <cstring>
+#include <functional>
 
 #include "bindings.h"
 #include "dlpack_abi.h"
@@ -67,8 +68,12 @@ std::string buffer_format(DType d) {
 
 // --------------------------------------------------------- NumPy interop
 
-// Zero-copy: the tensor keeps the array alive (released under the GIL).
+// Zero-copy: the tensor keeps the array alive (released under the GIL). A
+// read-only array (np.frombuffer of bytes, np.broadcast_to, a read-only
+// memory map) is copied instead: ndflow tensors are writable, and writing
+// through such a view would change immutable objects or fault.
 Tensor from_numpy(py::array a) {
+  if (!a.writeable()) a = py::array(a.attr("copy")());
   DType dtype = dtype_of_numpy(a.dtype());
   if (a.dtype().byteorder() == (std::endian::native == std::endian::little ? '>' : '<'))
     throw py::type_error("from_numpy: the array is not in native byte order; use a.astype(a.dtype.newbyteorder('='))");
@@ -112,6 +117,7 @@ struct DLPackHolder {
   Tensor tensor;
   std::vector<int64_t> shape, strides;
   dlpack::DLManagedTensor managed;
+  dlpack::DLManagedTensorVersioned versioned;
 };
 
 dlpack::DLDataType dl_dtype(DType d) {
@@ -143,21 +149,39 @@ DType dtype_of_dl(dlpack::DLDataType t) {
                        std::to_string(t.bits) + ", lanes " + std::to_string(t.lanes) + ")");
 }
 
+// A capsule still carrying its original name was never consumed: we own it.
 void dlpack_capsule_destructor(PyObject* capsule) {
-  // A capsule still named "dltensor" was never consumed: we own it.
-  if (!PyCapsule_IsValid(capsule, "dltensor")) return;
-  auto* m = static_cast<dlpack::DLManagedTensor*>(PyCapsule_GetPointer(capsule, "dltensor"));
-  if (m && m->deleter) m->deleter(m);
+  if (PyCapsule_IsValid(capsule, "dltensor")) {
+    auto* m = static_cast<dlpack::DLManagedTensor*>(PyCapsule_GetPointer(capsule, "dltensor"));
+    if (m && m->deleter) m->deleter(m);
+  } else if (PyCapsule_IsValid(capsule, "dltensor_versioned")) {
+    auto* m = static_cast<dlpack::DLManagedTensorVersioned*>(PyCapsule_GetPointer(capsule, "dltensor_versioned"));
+    if (m && m->deleter) m->deleter(m);
+  }
 }
 
-py::capsule to_dlpack(const Tensor& t) {
-  require_eager(t, "Tensor.__dlpack__()");
-  auto* h = new DLPackHolder{t, {}, {}, {}};
+// __dlpack__(stream, max_version, dl_device, copy): the versioned ABI when the
+// consumer accepts DLPack 1.x (then NumPy's view is writable), else the
+// legacy one. copy=True exports a fresh copy; the export never copies
+// otherwise.
+py::capsule to_dlpack(const Tensor& src, py::object max_version, py::object dl_device, py::object copy) {
+  require_eager(src, "Tensor.__dlpack__()");
+  if (!dl_device.is_none()) {
+    auto dev = dl_device.cast<std::pair<int, int>>();
+    if (dev.first != dlpack::kDLCPU || dev.second != 0)
+      throw py::buffer_error("__dlpack__: ndflow tensors live on the CPU (device (1, 0)); asked for (" +
+                             std::to_string(dev.first) + ", " + std::to_string(dev.second) + ")");
+  }
+  bool copied = !copy.is_none() && copy.cast<bool>();
+  Tensor t = copied ? src.clone() : src;
+  bool versioned = false;
+  if (!max_version.is_none()) versioned = max_version.cast<std::pair<int, int>>().first >= 1;
+  auto* h = new DLPackHolder{t, {}, {}, {}, {}};
   for (int64_t i = 0; i < t.rank(); ++i) {
     h->shape.push_back(t.shape()[static_cast<size_t>(i)]);
     h->strides.push_back(t.strides()[static_cast<size_t>(i)]);
   }
-  dlpack::DLTensor& d = h->managed.dl_tensor;
+  dlpack::DLTensor& d = versioned ? h->versioned.dl_tensor : h->managed.dl_tensor;
   d.data = t.raw_data();
   d.device = {dlpack::kDLCPU, 0};
   d.ndim = static_cast<int32_t>(t.rank());
@@ -165,18 +189,21 @@ py::capsule to_dlpack(const Tensor& t) {
   d.shape = h->shape.data();
   d.strides = h->strides.data();
   d.byte_offset = 0;
+  if (versioned) {
+    h->versioned.version = {1, 0};
+    h->versioned.manager_ctx = h;
+    h->versioned.flags = copied ? dlpack::kFlagIsCopied : 0;
+    h->versioned.deleter = [](dlpack::DLManagedTensorVersioned* m) { delete static_cast<DLPackHolder*>(m->manager_ctx); };
+    return py::capsule(&h->versioned, "dltensor_versioned", &dlpack_capsule_destructor);
+  }
   h->managed.manager_ctx = h;
   h->managed.deleter = [](dlpack::DLManagedTensor* m) { delete static_cast<DLPackHolder*>(m->manager_ctx); };
   return py::capsule(&h->managed, "dltensor", &dlpack_capsule_destructor);
 }
 
-Tensor from_dlpack(py::object obj) {
-  py::object capsule = py::hasattr(obj, "__dlpack__") ? obj.attr("__dlpack__")() : obj;
-  PyObject* c = capsule.ptr();
-  if (!PyCapsule_IsValid(c, "dltensor"))
-    throw py::type_error("from_dlpack: expected an object with __dlpack__ or an unconsumed 'dltensor' capsule");
-  auto* m = static_cast<dlpack::DLManagedTensor*>(PyCapsule_GetPointer(c, "dltensor"));
-  const dlpack::DLTensor& d = m->dl_tensor;
+// A tensor viewing a DLTensor; `release` frees the producer's side when the
+// tensor's storage dies.
+Tensor view_dl_tensor(const dlpack::DLTensor& d, std::function<void()> release) {
   if (d.device.device_type != dlpack::kDLCPU)
     throw py::value_error("from_dlpack: only CPU tensors can be imported (device type " +
                           std::to_string(d.device.device_type) + ")");
@@ -200,16 +227,40 @@ Tensor from_dlpack(py::object obj) {
   size_t item = dtype_size(dtype);
   if (d.byte_offset % item != 0) throw py::value_error("from_dlpack: byte_offset not a multiple of the item size");
   void* data = static_cast<char*>(d.data) + d.byte_offset;
-  // We consume the capsule: its deleter runs when the tensor's storage dies.
-  PyCapsule_SetName(c, "used_dltensor");
-  std::shared_ptr<void> owner(m, [](void* p) {
-    auto* mt = static_cast<dlpack::DLManagedTensor*>(p);
-    if (mt->deleter) {
-      py::gil_scoped_acquire gil;  // the producer may be a Python object
-      mt->deleter(mt);
-    }
+  std::shared_ptr<void> owner(data, [release = std::move(release)](void*) {
+    py::gil_scoped_acquire gil;  // the producer may be a Python object
+    release();
   });
   return Tensor::from_blob(data, shape, strides, dtype, Device::cpu(), owner);
+}
+
+Tensor from_dlpack(py::object obj) {
+  py::object capsule = obj;
+  if (py::hasattr(obj, "__dlpack__")) {
+    try {
+      capsule = obj.attr("__dlpack__")(py::arg("max_version") = py::make_tuple(1, 0));
+    } catch (const py::error_already_set& e) {
+      if (!e.matches(PyExc_TypeError)) throw;  // a producer that predates max_version
+      capsule = obj.attr("__dlpack__")();
+    }
+  }
+  PyObject* c = capsule.ptr();
+  if (PyCapsule_IsValid(c, "dltensor_versioned")) {
+    auto* m = static_cast<dlpack::DLManagedTensorVersioned*>(PyCapsule_GetPointer(c, "dltensor_versioned"));
+    if (m->version.major != 1)
+      throw py::buffer_error("from_dlpack: unsupported DLPack version " + std::to_string(m->version.major) + "." +
+                             std::to_string(m->version.minor) + " (supported: 1.x)");
+    Tensor t = view_dl_tensor(m->dl_tensor, [m] { if (m->deleter) m->deleter(m); });
+    PyCapsule_SetName(c, "used_dltensor_versioned");  // consumed: its deleter runs with the tensor
+    if (m->flags & dlpack::kFlagReadOnly) return t.clone();  // ndflow tensors are writable
+    return t;
+  }
+  if (!PyCapsule_IsValid(c, "dltensor"))
+    throw py::type_error("from_dlpack: expected an object with __dlpack__ or an unconsumed 'dltensor' capsule");
+  auto* m = static_cast<dlpack::DLManagedTensor*>(PyCapsule_GetPointer(c, "dltensor"));
+  Tensor t = view_dl_tensor(m->dl_tensor, [m] { if (m->deleter) m->deleter(m); });
+  PyCapsule_SetName(c, "used_dltensor");
+  return t;
 }
 
 py::tuple shape_tuple(const Tensor& t) { return py::cast(t.shape()); }
@@ -296,12 +347,27 @@ void bind_tensor(py::module_& m) {
       })
       .def("numpy", &to_numpy)
       .def("__dlpack__", [](const Tensor& t, py::object stream, py::object max_version, py::object dl_device,
-                            py::object copy) { return to_dlpack(t); },
+                            py::object copy) { return to_dlpack(t, max_version, dl_device, copy); },
            py::arg("stream") = py::none(), py::arg("max_version") = py::none(), py::arg("dl_device") = py::none(),
            py::arg("copy") = py::none())
       .def("__dlpack_device__", [](const Tensor&) { return py::make_tuple(int(dlpack::kDLCPU), 0); })
       .def("_str", [](const Tensor& t) { return t.is_symbolic() ? std::string() : t.str(); })
       .def("_same", &Tensor::same)
+      // In-place writes under autograd (python/ndflow/_tensor.py): after the
+      // data of `r` was copied into `t`, t takes r's place on the tape.
+      .def("_rebase_history", [](Tensor& t, const Tensor& r) {
+        require_eager(t, "an in-place write");
+        if (t.shape() != r.shape() || t.dtype() != r.dtype())
+          throw py::value_error("_rebase_history: shape/dtype mismatch");
+        TensorImpl* ti = t.impl();
+        ti->requires_grad = r.requires_grad();
+        ti->grad_fn = r.impl()->grad_fn;
+        ti->output_nr = r.impl()->output_nr;
+      })
+      // How many tensors (views, saved aliases) share this tensor's memory.
+      .def("_storage_use_count", [](const Tensor& t) -> long {
+        return t.impl() && t.impl()->storage ? t.impl()->storage.use_count() : 0;
+      })
       .def("_id", [](const Tensor& t) { return reinterpret_cast<uintptr_t>(t.impl()); });
 
   m.def("from_numpy", &from_numpy, py::arg("array"), "A tensor sharing the memory of a NumPy array (no copy)");

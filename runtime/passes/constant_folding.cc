@@ -17,16 +17,9 @@ namespace {
 
 // Op calls inside the pass run eagerly even when the caller is building a
 // graph (a GraphScope on this thread), and record nothing for autograd.
-class EagerScope {
- public:
-  EagerScope() : prev_(current_graph_builder()) { set_current_graph_builder(nullptr); }
-  ~EagerScope() { set_current_graph_builder(prev_); }
-  EagerScope(const EagerScope&) = delete;
-  EagerScope& operator=(const EagerScope&) = delete;
-
- private:
-  GraphBuilder* prev_;
-  NoGradGuard no_grad_;
+struct EagerNoGradScope {
+  EagerScope eager;
+  NoGradGuard no_grad;
 };
 
 bool is_constant(const Node& n) { return n.op->name() == "constant"; }
@@ -51,7 +44,7 @@ PassReport constant_folding_pass(Graph& g, const PassContext& ctx, int64_t max_e
   PassReport rep{"constant_folding", static_cast<int64_t>(g.num_nodes()), 0, ""};
   const OpDef& constant_op = op_def("constant");
   passes::MutableStorage mut(g);
-  EagerScope eager;
+  EagerNoGradScope eager;
   int64_t folded = 0, too_big = 0, failed = 0;
   std::string first_failure;
   std::unordered_map<int64_t, std::vector<Tensor>> generated;

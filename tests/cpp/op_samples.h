@@ -32,6 +32,7 @@ SampleList array_samples();
 SampleList creation_samples();
 SampleList random_samples();
 SampleList nn_samples();
+SampleList conv_samples();
 SampleList optim_samples();
 SampleList state_samples();
 SampleList fused_samples();

@@ -1,11 +1,13 @@
 """nn.Module: parameters, buffers and submodules, train/eval, state dicts."""
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 
 from .. import _C
 from .._C import Tensor
 from ..autograd import no_grad
 from ..function import current_trace
 from .parameter import Parameter, make_buffer
+
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
 class Module:
@@ -21,14 +23,25 @@ class Module:
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
             raise AttributeError("call super().__init__() before assigning attributes of a Module")
+        is_buffer = name in self.__dict__.get("_buffer_names", ())
+        if name in self._parameters and value is not None and not isinstance(value, (Parameter, Module)):
+            raise TypeError(f"cannot assign a {type(value).__name__} to parameter '{name}' "
+                            "(an nn.Parameter or None; to change its values, use "
+                            "`with ndflow.no_grad(): m.{name}.copy_(...)`)")
+        if is_buffer and value is not None and not isinstance(value, (Tensor, Module)):
+            raise TypeError(f"cannot assign a {type(value).__name__} to buffer '{name}' (a Tensor or None)")
+        if name in self._parameters and value is None:
+            self._parameters[name] = None
+            return
         for d in (self._parameters, self._buffers, self._modules):
             d.pop(name, None)
         if isinstance(value, Parameter):
             self._parameters[name] = value
         elif isinstance(value, Module):
             self._modules[name] = value
-        elif name in self.__dict__.get("_buffer_names", ()):
-            self._buffers[name] = value
+        elif is_buffer:
+            # A buffer stays a Variable, so compiled functions read and update it by reference.
+            self._buffers[name] = value if value is None or value.is_variable else make_buffer(value)
         else:
             object.__setattr__(self, name, value)
             return
@@ -50,11 +63,18 @@ class Module:
 
     def register_parameter(self, name, param):
         if param is None:
+            for d in (self._buffers, self._modules):
+                d.pop(name, None)
+            self.__dict__.pop(name, None)
             self._parameters[name] = None
         else:
             setattr(self, name, param if isinstance(param, Parameter) else Parameter(param))
 
     def register_buffer(self, name, tensor, persistent=True):
+        if tensor is not None and not isinstance(tensor, Tensor):
+            raise TypeError(f"register_buffer: '{name}' must be a Tensor or None, got {type(tensor).__name__}")
+        for d in (self._parameters, self._modules):
+            d.pop(name, None)
         self.__dict__.setdefault("_buffer_names", set()).add(name)
         if not persistent:
             self.__dict__.setdefault("_non_persistent", set()).add(name)
@@ -62,6 +82,11 @@ class Module:
         self.__dict__.pop(name, None)
 
     def add_module(self, name, module):
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"add_module: '{name}' must be a Module or None, got {type(module).__name__}")
+        for d in (self._parameters, self._buffers):
+            d.pop(name, None)
+        self.__dict__.pop(name, None)
         self._modules[name] = module
 
     # --------------------------------------------------------------- calling
@@ -100,9 +125,9 @@ class Module:
         mods = self.named_modules(prefix) if recurse else [(prefix, self)]
         for mp, m in mods:
             for n, p in m._parameters.items():
-                if p is None or id(p) in seen:
+                if p is None or p._id() in seen:
                     continue
-                seen.add(id(p))
+                seen.add(p._id())
                 yield (f"{mp}.{n}" if mp else n), p
 
     def parameters(self, recurse=True):
@@ -135,10 +160,14 @@ class Module:
         return self
 
     def zero_grad(self, set_to_none=True):
+        from ..function import _note_zeroed
+        tracing = current_trace() is not None
         for p in self.parameters():
+            if tracing:  # the compiled step starts these gradients from zero
+                _note_zeroed(p)
             if p.grad is None:
                 continue
-            if set_to_none or p.grad.is_symbolic:
+            if set_to_none or tracing or p.grad.is_symbolic:
                 p.grad = None
             else:
                 with no_grad():
@@ -167,23 +196,30 @@ class Module:
 
     def load_state_dict(self, state_dict, strict=True):
         """Copies values into the existing parameters and buffers (never
-        rebinds them, so compiled functions keep seeing them)."""
+        rebinds them, so compiled functions keep seeing them). Every entry
+        is checked before any is written. Returns (missing_keys,
+        unexpected_keys)."""
         from .._ops import as_tensor
         own = self.state_dict()
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         if strict and (missing or unexpected):
             raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        copies = []
+        for k, dst in own.items():
+            if k not in state_dict:
+                continue
+            src = as_tensor(state_dict[k])
+            if src.is_symbolic:
+                raise TypeError(f"load_state_dict: '{k}' is a symbolic tensor; load outside traced functions")
+            if tuple(src.shape) != tuple(dst.shape):
+                raise ValueError(f"load_state_dict: '{k}' has shape {tuple(src.shape)} in the state dict "
+                                 f"but {tuple(dst.shape)} in the model")
+            copies.append((dst, src))
         with no_grad():
-            for k, dst in own.items():
-                if k not in state_dict:
-                    continue
-                src = as_tensor(state_dict[k])
-                if tuple(src.shape) != tuple(dst.shape):
-                    raise ValueError(f"load_state_dict: '{k}' has shape {tuple(src.shape)} in the state dict "
-                                     f"but {tuple(dst.shape)} in the model")
+            for dst, src in copies:
                 dst.copy_(src if src.dtype == dst.dtype else src.to(dst.dtype))
-        return missing, unexpected
+        return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ repr
     def extra_repr(self):

@@ -90,12 +90,32 @@ def _same(a, b):
         return False
 
 
+class _State(dict):
+    """Slots per parameter, keyed by the tensor's identity; ``opt.state[p]``
+    works with the parameter itself, as in torch."""
+
+    @staticmethod
+    def _key(k):
+        return k._id() if hasattr(k, "_id") else k
+
+    def __getitem__(self, k):
+        return dict.__getitem__(self, self._key(k))
+
+    def __contains__(self, k):
+        return dict.__contains__(self, self._key(k))
+
+    def get(self, k, default=None):
+        return dict.get(self, self._key(k), default)
+
+
 class Optimizer:
+    _optional_slots = ()  # slots the fused op takes even when a setting leaves them unused
+
     def __init__(self, params, defaults):
         self.defaults = dict(defaults)
         self.param_groups = []
-        self.state = {}  # tensor id -> {slot name: Variable}
-        self._empty = {}  # tensor id -> an empty Variable standing in for unused optional slots
+        self.state = _State()  # tensor id -> {slot name: Variable}
+        self._empty = {}  # (tensor id, slot) -> an empty Variable standing in for unused optional slots
         self.hyperparameter_version = 0
         if hasattr(params, "is_symbolic"):
             raise TypeError("params must be an iterable of tensors or of dicts (parameter groups), "
@@ -146,6 +166,9 @@ class Optimizer:
                                       "traced function; change it outside the @ndflow.function")
             for k, v in new.items():
                 slots[k] = v.mark_variable(k)
+            for name in self._optional_slots:
+                if (p._id(), name) not in self._empty:
+                    self._empty[(p._id(), name)] = _C.zeros([0], p.dtype).mark_variable("unused_" + name)
 
     def _group_changed(self, g, key):
         from ..function import current_trace
@@ -161,17 +184,11 @@ class Optimizer:
         self._ensure_state(g)
         self.hyperparameter_version += 1
 
-    def _slot_or_empty(self, p, s, name):
-        """The slot, or an empty Variable when the setting does not use it
-        (the fused op writes its optional slots, so they must be Variables
-        even when empty)."""
-        v = s.get(name)
-        if v is not None:
-            return v
-        e = self._empty.get(p._id())
-        if e is None:
-            e = self._empty[p._id()] = _C.zeros([0], p.dtype).mark_variable("unused")
-        return e
+    def _slot(self, p, s, name, used):
+        """The slot when the setting uses it, else an empty Variable of the
+        param's dtype (the fused op lists its optional slots among the
+        tensors it writes, so they must be Variables even when empty)."""
+        return s[name] if used else self._empty[(p._id(), name)]
 
     # Subclasses: validate hyperparameters, create slots, apply one update.
     def _check(self, group):
@@ -184,11 +201,15 @@ class Optimizer:
         raise NotImplementedError
 
     def zero_grad(self, set_to_none=True):
+        from ..function import current_trace, _note_zeroed
+        tracing = current_trace() is not None
         for g in self.param_groups:
             for p in g["params"]:
+                if tracing:  # the compiled step starts these gradients from zero
+                    _note_zeroed(p)
                 if p.grad is None:
                     continue
-                if set_to_none or p.grad.is_symbolic:
+                if set_to_none or tracing or p.grad.is_symbolic:
                     p.grad = None
                 else:
                     with no_grad():
@@ -213,7 +234,16 @@ class Optimizer:
                     if trace is None and grad.is_symbolic:
                         raise RuntimeError("a parameter's .grad is a symbolic tensor left over from a trace; "
                                            "call opt.zero_grad() first")
-                    self._update(p, grad, self.state[p._id()], g)
+                    slots = self.state.get(p._id())
+                    if slots is None:  # appended to group['params'] directly
+                        if trace is not None:
+                            raise _C.TracingError(
+                                "a parameter without optimizer state (appended to group['params'] directly?) "
+                                "reached step() inside a traced function; use opt.add_param_group() or call "
+                                "opt.step() once outside the trace")
+                        self._ensure_state(g)
+                        slots = self.state[p._id()]
+                    self._update(p, grad, slots, g)
         return loss
 
     # -------------------------------------------------------------- state
@@ -249,7 +279,6 @@ class Optimizer:
                 raise ValueError("load_state_dict: a parameter group has another number of parameters")
         params = [p for g in self.param_groups for p in g["params"]]
         saved_index = [i for saved in groups for i in saved["params"]]
-        # Check everything before writing anything.
         pending = []
         for g, saved in zip(self.param_groups, groups):
             for k, v in saved.items():
@@ -257,7 +286,7 @@ class Optimizer:
                     pending.append((g, k, v))
         for g, k, v in pending:
             g[k] = v  # creates any slots the loaded settings need
-        copies = []
+        copies = []  # every slot is checked before any is written
         for p, i in zip(params, saved_index):
             slots = state_dict["state"].get(i, state_dict["state"].get(str(i), {}))
             own = self.state.get(p._id(), {})

@@ -1,0 +1,933 @@
+"""Every registered op through the Python API: forward values against NumPy
+and gradients against central finite differences in float64.
+
+The test is driven by the registry (``ndflow._C.op_names()``): a registered
+op without a sample here fails ``test_every_registered_op_has_a_sample``, and
+a differentiable one without a gradient-checked sample fails
+``test_every_differentiable_op_is_gradchecked``. Shapes and attributes mirror
+tests/cpp/samples_*.cc where practical; inputs are seeded random values kept
+away from kinks (relu at 0, ties of max, bounds of clamp).
+"""
+import math
+
+import numpy as np
+import pytest
+
+import ndflow as nd
+
+RNG = np.random.default_rng(20240601)
+F64 = np.float64
+
+
+def rnd(*shape, lo=-1.0, hi=1.0, dtype=F64):
+    return RNG.uniform(lo, hi, size=shape).astype(dtype)
+
+
+def distinct(*shape, dtype=F64):
+    """Values at least 0.05 apart (no ties for max/min/sort-like ops)."""
+    n = int(np.prod(shape))
+    return (RNG.permutation(n) * 0.1 - n * 0.05 + RNG.uniform(0, 0.05, n)).reshape(shape).astype(dtype)
+
+
+def away(x, points, margin=0.1):
+    """Moves entries of x that are near any of ``points`` by ``margin``."""
+    x = x.copy()
+    for p in points:
+        near = np.abs(x - p) < margin
+        x[near] = p + np.where(x[near] >= p, margin, -margin)
+    return x
+
+
+def ints(*shape, lo, hi, dtype=np.int64):
+    return RNG.integers(lo, hi, size=shape).astype(dtype)
+
+
+class S:
+    """One sample: ``op`` is the registered op (or, for the Python-level
+    composites, the ndflow function) it covers. It runs
+    ``call(*tensors)`` (default ``getattr(ndflow, op)(*tensors, *args,
+    **kw)``) on ``nd.tensor`` copies of ``inputs`` and compares with
+    ``ref(*inputs)`` (or runs ``check(out, *inputs)``). ``grad`` lists the
+    inputs to gradcheck (True: every float64 input, False: none)."""
+
+    def __init__(self, op, inputs, ref=None, *args, call=None, check=None, grad=True, method=None,
+                 atol=1e-9, rtol=1e-7, diff=None, **kw):
+        self.op, self.inputs, self.ref, self.args, self.kw = op, list(inputs), ref, args, kw
+        self.call, self.check, self.method, self.atol, self.rtol = call, check, method, atol, rtol
+        self.diff = diff  # differentiable? (registered ops: from the schema)
+        if grad is True:
+            grad = [i for i, a in enumerate(self.inputs) if a.dtype == F64]
+        self.grad = list(grad or [])
+
+    def run(self, ts):
+        if self.call is not None:
+            return self.call(*ts)
+        return getattr(nd, self.op)(*ts, *self.args, **self.kw)
+
+    def run_method(self, ts):
+        if self.method is not None:
+            return self.method(*ts)
+        return getattr(ts[0], self.op)(*ts[1:], *self.args, **self.kw)
+
+
+SAMPLES = []
+
+
+def add(*a, **k):
+    SAMPLES.append(S(*a, **k))
+
+
+# ------------------------------------------------------- NumPy references
+
+_erf = np.vectorize(math.erf)
+
+
+def np_sigmoid(x):
+    return np.exp(-np.logaddexp(0, -x))
+
+
+def np_gelu(x):
+    return 0.5 * x * (1 + _erf(x / math.sqrt(2)))
+
+
+def np_gelu_grad(x, g):
+    return g * (0.5 * (1 + _erf(x / math.sqrt(2))) + x * np.exp(-x * x / 2) / math.sqrt(2 * math.pi))
+
+
+def np_softmax(x, axis):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def np_log_softmax(x, axis):
+    m = x.max(axis=axis, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(axis=axis, keepdims=True))
+
+
+def np_cross_entropy(logits, labels, reduction="mean"):
+    ax = 0 if logits.ndim == 1 else 1
+    lsm = np_log_softmax(logits, ax)
+    loss = -np.take_along_axis(lsm, np.expand_dims(labels, ax), ax).squeeze(ax)
+    return {"mean": loss.mean(), "sum": loss.sum(), "none": loss}[reduction]
+
+
+def np_cross_entropy_backward(logits, labels, g, reduction="mean"):
+    ax = 0 if logits.ndim == 1 else 1
+    onehot = np.moveaxis(np.eye(logits.shape[ax])[labels], -1, ax)
+    scale = g / labels.size if reduction == "mean" else g
+    if reduction == "none":
+        scale = np.expand_dims(scale, ax)
+    return (np_softmax(logits, ax) - onehot) * scale
+
+
+def adjoint(f, x_shape, g):
+    """The vector-Jacobian product g·J of a linear NumPy function f."""
+    n = int(np.prod(x_shape))
+    out = np.zeros(n)
+    for i in range(n):
+        e = np.zeros(n)
+        e[i] = 1
+        out[i] = (f(e.reshape(x_shape)) * g).sum()
+    return out.reshape(x_shape)
+
+
+def np_scatter_add(x, axis, index, src):
+    out = x.copy()
+    idx = list(np.indices(index.shape))
+    idx[axis] = index
+    np.add.at(out, tuple(idx), src)
+    return out
+
+
+def np_pad(x, pads, mode="constant", value=0.0):
+    """``pads``: (before, after) per axis from the first (the op's layout)."""
+    widths = [(pads[i], pads[i + 1]) for i in range(0, len(pads), 2)]
+    widths += [(0, 0)] * (x.ndim - len(widths))
+    if mode == "constant":
+        return np.pad(x, widths, constant_values=value)
+    return np.pad(x, widths, mode={"reflect": "reflect", "replicate": "edge"}[mode])
+
+
+def np_conv2d(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (padding[0], padding[0]), (padding[1], padding[1])))
+    oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (wd + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    y = np.zeros((n, o, oh, ow))
+    og = o // groups
+    for gi in range(groups):
+        xs = xp[:, gi * cg:(gi + 1) * cg]
+        for i in range(kh):
+            for j in range(kw):
+                patch = xs[:, :, i * dilation[0]:i * dilation[0] + stride[0] * (oh - 1) + 1:stride[0],
+                           j * dilation[1]:j * dilation[1] + stride[1] * (ow - 1) + 1:stride[1]]
+                y[:, gi * og:(gi + 1) * og] += np.einsum("nchw,oc->nohw", patch, w[gi * og:(gi + 1) * og, :, i, j])
+    if b is not None:
+        y += b.reshape(1, -1, 1, 1)
+    return y
+
+
+def np_pool2d(x, k, stride, padding, kind, count_include_pad=True):
+    n, c, h, w = x.shape
+    fill = -np.inf if kind == "max" else 0.0
+    xp = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2), constant_values=fill)
+    ones = np.pad(np.ones((h, w)), ((padding[0],) * 2, (padding[1],) * 2))
+    oh = (h + 2 * padding[0] - k[0]) // stride[0] + 1
+    ow = (w + 2 * padding[1] - k[1]) // stride[1] + 1
+    y = np.zeros((n, c, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            win = xp[:, :, i * stride[0]:i * stride[0] + k[0], j * stride[1]:j * stride[1] + k[1]]
+            if kind == "max":
+                y[:, :, i, j] = win.max(axis=(2, 3))
+            else:
+                cnt = k[0] * k[1] if count_include_pad else ones[i * stride[0]:i * stride[0] + k[0],
+                                                                 j * stride[1]:j * stride[1] + k[1]].sum()
+                y[:, :, i, j] = win.sum(axis=(2, 3)) / cnt
+    return y
+
+
+def np_max_pool2d_backward(x, g, k):
+    """g routed to the (first) maximum of each window; stride = k, no padding."""
+    dx = np.zeros_like(x)
+    n, c, oh, ow = g.shape
+    for i in range(oh):
+        for j in range(ow):
+            win = x[:, :, i * k[0]:(i + 1) * k[0], j * k[1]:(j + 1) * k[1]].reshape(n, c, -1)
+            r, q = np.divmod(win.argmax(-1), k[1])
+            for a in range(n):
+                for b in range(c):
+                    dx[a, b, i * k[0] + r[a, b], j * k[1] + q[a, b]] += g[a, b, i, j]
+    return dx
+
+
+# ------------------------------------------------------------ math samples
+
+X23 = rnd(2, 3, lo=-2, hi=2)
+POS23 = rnd(2, 3, lo=0.3, hi=3.0)
+for name, ref, x in [
+        ("neg", np.negative, X23), ("abs", np.abs, away(X23, [0])), ("exp", np.exp, X23),
+        ("log", np.log, POS23), ("log1p", np.log1p, rnd(2, 3, lo=-0.8, hi=2)), ("sqrt", np.sqrt, POS23),
+        ("rsqrt", lambda a: 1 / np.sqrt(a), POS23), ("square", np.square, X23), ("sin", np.sin, X23),
+        ("cos", np.cos, X23), ("tanh", np.tanh, X23), ("sigmoid", np_sigmoid, X23),
+        ("relu", lambda a: np.maximum(a, 0), away(X23, [0])), ("gelu", np_gelu, X23),
+        ("softplus", lambda a: np.logaddexp(0, a), X23), ("identity", lambda a: a, X23)]:
+    add(name, [x], ref)
+# sigmoid/softplus stay finite at extremes (forward only)
+EXT = np.array([-800.0, -30.0, 0.0, 30.0, 800.0])
+add("sigmoid", [EXT], np_sigmoid, grad=False)
+add("softplus", [EXT], lambda a: np.logaddexp(0, a), grad=False)
+# float32 goes through the vectorized kernels
+add("exp", [rnd(3, 5, dtype=np.float32)], np.exp, atol=1e-6, rtol=1e-6)
+add("tanh", [rnd(3, 5, dtype=np.float32)], np.tanh, atol=1e-6, rtol=1e-6)
+add("neg", [ints(2, 3, lo=-5, hi=5, dtype=np.int32)], np.negative)
+add("abs", [ints(2, 3, lo=-5, hi=5)], np.abs)
+# no gradient: piecewise constant, or not differentiable by definition
+HALVES = np.array([[-1.5, -0.5, 0.5], [1.5, 2.5, -2.7]])
+add("sign", [X23], np.sign)
+add("floor", [HALVES], np.floor)
+add("ceil", [HALVES], np.ceil)
+add("round", [HALVES], np.round)  # half to even, as NumPy
+add("logical_not", [np.array([[0.5, 0.0], [-1.0, 0.0]])], np.logical_not)
+add("logical_not", [np.array([True, False])], np.logical_not)
+add("stop_gradient", [X23], lambda a: a)
+add("leaky_relu", [away(X23, [0])], lambda a: np.where(a > 0, a, 0.2 * a), 0.2)
+add("leaky_relu", [away(X23, [0])], lambda a: np.where(a > 0, a, 0.01 * a))
+add("leaky_relu_grad", [away(X23, [0]), rnd(2, 3)], lambda a, g: np.where(a > 0, g, 0.2 * g),
+    call=lambda x, g: nd.ops.leaky_relu_grad(x, g, negative_slope=0.2))
+add("gelu_grad", [X23, rnd(2, 3)], np_gelu_grad, call=lambda x, g: nd.ops.gelu_grad(x, g))
+
+# binary ops, broadcasting [2,3]x[3], [2,1]x[1,3] and [4,1,3]x[2,1]
+BROADCAST = [((2, 3), (3,)), ((2, 1), (1, 3)), ((4, 1, 3), (2, 1))]
+for name, ref in [("add", np.add), ("sub", np.subtract), ("mul", np.multiply), ("div", np.divide),
+                  ("pow", np.power), ("maximum", np.maximum), ("minimum", np.minimum)]:
+    for sa, sb in BROADCAST:
+        if name == "pow":
+            a, b = rnd(*sa, lo=0.5, hi=2.0), rnd(*sb, lo=-1.5, hi=2.0)
+        elif name == "div":
+            a, b = rnd(*sa), away(rnd(*sb, lo=-2, hi=2), [0], 0.3)
+        elif name in ("maximum", "minimum"):
+            a, b = distinct(*sa), distinct(*sb) + 0.025
+        else:
+            a, b = rnd(*sa), rnd(*sb)
+        add(name, [a, b], ref)
+add("add", [ints(3, lo=-5, hi=5, dtype=np.int32), ints(3, lo=-5, hi=5, dtype=np.int32)], np.add)
+add("mul", [ints(3, lo=-5, hi=5, dtype=np.int32), np.array([0.5], np.float32)],
+    lambda a, b: (a * b).astype(np.float32))
+add("div", [np.array([7, -3, 4], np.int32), np.array([2, 2, 8], np.int32)],
+    lambda a, b: (a / b).astype(np.float32))  # true division of integers gives float32
+add("maximum", [np.array([7, -3, 4], np.int32), np.array([0])], np.maximum)  # i32 with i64 -> i64
+add("add", [np.zeros((0, 3)), rnd(3)], np.add)
+add("sub", [X23], lambda a: 2.5 - a, call=lambda x: 2.5 - x)
+
+CMP_A = ints(2, 3, lo=-2, hi=3).astype(F64)
+CMP_B = ints(3, lo=-2, hi=3).astype(F64)
+for name, ref in [("eq", np.equal), ("ne", np.not_equal), ("lt", np.less), ("le", np.less_equal),
+                  ("gt", np.greater), ("ge", np.greater_equal)]:
+    add(name, [CMP_A, CMP_B], ref)
+add("ge", [CMP_A, CMP_B.astype(np.int32)], np.greater_equal)
+P = np.array([[True, True], [False, False]])
+Q = np.array([True, False])
+add("logical_and", [P, Q], np.logical_and)
+add("logical_or", [P, Q], np.logical_or)
+add("logical_and", [CMP_A, CMP_B], np.logical_and)  # nonzero is true
+add("where", [np.array([[True], [False]]), rnd(2, 3), rnd(3)], np.where)
+add("where", [rnd(2, 3) > 0, rnd(2, 3), rnd(1)], np.where)
+add("clamp", [away(X23, [-1, 1])], lambda a: np.clip(a, -1, 1), call=lambda x: nd.clamp(x, -1.0, 1.0),
+    method=lambda x: x.clamp(-1.0, 1.0))
+add("clamp", [away(X23, [0.5])], lambda a: np.minimum(a, 0.5), max=0.5)
+add("clamp", [away(X23, [0.5])], lambda a: np.maximum(a, 0.5), call=lambda x: nd.clip(x, min=0.5),
+    method=lambda x: x.clip(min=0.5))
+
+# ------------------------------------------------------- reductions, linalg
+
+X234 = distinct(2, 3, 4)
+for name, ref in [("sum", np.sum), ("prod", np.prod), ("max", np.max), ("min", np.min)]:
+    x = rnd(2, 3, 4, lo=0.5, hi=1.5) if name == "prod" else X234
+    add(name, [x], lambda a, ref=ref: ref(a, axis=1), axis=1)
+    add(name, [x], lambda a, ref=ref: ref(a, axis=(0, 2), keepdims=True), axis=(0, 2), keepdims=True)
+    add(name, [x], lambda a, ref=ref: ref(a))
+    add(name, [x], lambda a, ref=ref: ref(a, axis=-1, keepdims=True), dim=-1, keepdim=True)
+add("sum", [ints(2, 3, lo=-3, hi=3, dtype=np.int32)], lambda a: a.sum(axis=1), axis=1)  # int32 sums in int64
+add("sum", [np.array([[True, False], [True, True]])], lambda a: a.sum(axis=0), axis=0)
+add("sum", [np.zeros((0, 3))], lambda a: a.sum(axis=0), axis=0)
+add("prod", [np.zeros((2, 0))], lambda a: a.prod(axis=1), axis=1)
+add("sum", [X234], lambda a: a.sum(axis=(0, 2), keepdims=True),
+    call=lambda x: nd.ops.sum(x, axes=[0, 2], keepdims=True), method=lambda x: x.sum((0, 2), True))
+for name, ref in [("argmax", np.argmax), ("argmin", np.argmin)]:
+    add(name, [X234], lambda a, ref=ref: ref(a, axis=1), axis=1)
+    add(name, [X234], lambda a, ref=ref: ref(a, axis=-1, keepdims=True), axis=-1, keepdims=True)
+    add(name, [X234], lambda a, ref=ref: np.asarray(ref(a)))
+    add(name, [ints(3, 4, lo=0, hi=50, dtype=np.int32)], lambda a, ref=ref: ref(a, axis=0), axis=0)
+
+for sa, sb in [((3,), (3,)), ((3,), (3, 2)), ((2, 3), (3,)), ((2, 3), (3, 4)), ((2, 1, 2, 3), (3, 3, 2)),
+               ((2, 2, 3), (3,)), ((3,), (2, 3, 2))]:
+    add("matmul", [rnd(*sa), rnd(*sb)], np.matmul)
+add("matmul", [rnd(3, 2), rnd(4, 3)], lambda a, b: a.T @ b.T, call=lambda a, b: a.T @ b.T,
+    method=lambda a, b: a.T.matmul(b.T))
+add("matmul", [rnd(2, 3, 4, dtype=np.float32), rnd(4, 2, dtype=np.float32)], np.matmul, atol=1e-5, rtol=1e-5)
+add("matmul", [np.array([[1, 2], [-1, 0]], np.int32), rnd(2, 2)], np.matmul, grad=[1])
+add("matmul", [np.zeros((2, 0)), np.zeros((0, 3))], np.matmul)
+
+# ------------------------------------------------------------- array ops
+
+X34 = rnd(3, 4)
+X43 = rnd(4, 3)
+add("reshape", [X234], lambda a: a.reshape(4, -1, 2), 4, -1, 2)
+add("reshape", [X234], lambda a: a.reshape(6, 4), (6, 4))
+add("reshape", [np.array(7.5)], lambda a: a.reshape(1, 1), [1, 1])
+add("reshape", [X234.transpose(2, 0, 1)], lambda a: a.transpose(1, 0, 2).reshape(3, 8),
+    call=lambda x: x.permute(1, 0, 2).reshape(3, -1), method=lambda x: x.permute(1, 0, 2).reshape(3, -1))
+add("permute", [X234], lambda a: a.transpose(2, 0, 1), 2, 0, 1)
+add("permute", [X23], lambda a: a.T, (-1, 0))
+add("squeeze", [rnd(1, 3, 1)], np.squeeze)
+add("squeeze", [rnd(1, 3, 1)], lambda a: a.squeeze(-1), -1)
+add("squeeze", [rnd(1, 3, 1)], lambda a: a.squeeze((0, 2)), axis=(0, 2))
+add("unsqueeze", [X23], lambda a: a[:, :, None], -1)
+add("unsqueeze", [X23], lambda a: a[None], dim=0)
+add("expand", [rnd(3, 1)], lambda a: np.broadcast_to(a, (2, 3, 4)), 2, 3, 4)
+add("expand", [rnd(3, 1)], lambda a: np.broadcast_to(a, (3, 2)), (-1, 2))
+add("broadcast_to", [rnd(3, 1)], lambda a: np.broadcast_to(a, (2, 3, 4)), (2, 3, 4))
+add("broadcast_to", [rnd(3)], lambda a: np.broadcast_to(a, (2, 3)), [2, 3])
+add("broadcast_like", [rnd(3, 1), rnd(2, 3, 4)], lambda a, b: np.broadcast_to(a, b.shape), grad=[0])
+add("broadcast_like", [np.array(4.0), rnd(2, 2)], lambda a, b: np.broadcast_to(a, b.shape), grad=[0])
+add("sum_to_like", [rnd(2, 3, 4), rnd(3, 1)], lambda a, b: a.sum(0).sum(-1, keepdims=True), grad=[0])
+add("sum_to_like", [rnd(2, 3), np.array(0.0)], lambda a, b: a.sum(), grad=[0])
+add("slice", [rnd(4, 5)], lambda a: a[:, 1:-1:2], 1, 1, -1, 2)
+add("slice", [rnd(4, 5)], lambda a: a[-3:100], 0, -3, 100)
+add("slice", [rnd(4, 5)], lambda a: a[3:1], 0, 3, 1)
+add("slice_backward", [rnd(4, 2), rnd(4, 5)],
+    lambda g, like: adjoint(lambda a: a[:, 1:-1:2], like.shape, g), grad=[0],
+    call=lambda g, like: nd.ops.slice_backward(g, like, axis=1, start=1, stop=-1, step=2))
+add("concat", [X23, rnd(2, 1)], lambda a, b: np.concatenate([a, b], -1), call=lambda a, b: nd.concat([a, b], -1))
+add("concat", [X23, np.zeros((0, 3)), rnd(1, 3)], lambda *a: np.concatenate(a), call=lambda *t: nd.cat(t))
+add("concat", [np.array([1, 2], np.int32), np.array([0.5])], lambda a, b: np.concatenate([a, b]),
+    call=lambda a, b: nd.concatenate([a, b], axis=0))
+add("concat", [X23, rnd(2, 2)], lambda a, b: np.concatenate([a, b], 1), call=lambda a, b: nd.cat([a, b], dim=1))
+IDX = np.array([3, 0, 3])
+add("index_select", [X43, IDX], lambda a, i: a[i], call=lambda x, i: nd.index_select(x, 0, i),
+    method=lambda x, i: x.index_select(0, i))
+add("index_select", [X43, np.array([2, 0], np.int32)], lambda a, i: a[:, i],
+    call=lambda x, i: nd.index_select(x, -1, i))
+add("index_select", [X43, np.zeros(0, np.int64)], lambda a, i: a[i], call=lambda x, i: nd.index_select(x, 0, i))
+add("index_select_backward", [rnd(3, 3), IDX, X43], lambda g, i, like: adjoint(lambda a: a[i], like.shape, g),
+    grad=[0], call=lambda g, i, like: nd.ops.index_select_backward(g, i, like, axis=0))
+GI = np.array([[0, 3], [1, 1], [2, 0]])
+add("gather", [X34, GI], lambda a, i: np.take_along_axis(a, i, 1), call=lambda x, i: nd.gather(x, 1, i),
+    method=lambda x, i: x.gather(1, i))
+add("gather", [X34, np.array([[2, 0, 1, 2], [0, 0, 2, 1]])], lambda a, i: np.take_along_axis(a, i, 0),
+    call=lambda x, i: nd.gather(x, -2, i))
+add("scatter_add", [X34, GI, rnd(3, 2)], lambda x, i, s: np_scatter_add(x, 1, i, s),
+    call=lambda x, i, s: nd.scatter_add(x, 1, i, s), method=lambda x, i, s: x.scatter_add(1, i, s))
+add("scatter_add", [np.zeros(3, np.int64), np.array([2, 2, 0, 2]), np.array([1, 2, 3, 4])],
+    lambda x, i, s: np_scatter_add(x, 0, i, s), call=lambda x, i, s: nd.scatter_add(x, 0, i, s))
+# pad: torch's spelling in ndflow.pad (last axis first); the op's layout in ndflow.ops.pad
+add("pad", [X23], lambda a: np_pad(a, [0, 1, 1, 2], value=0.5), call=lambda x: nd.pad(x, [1, 2, 0, 1], value=0.5))
+add("pad", [X23], lambda a: np_pad(a, [1, 1, 2, 2], "reflect"), call=lambda x: nd.pad(x, [2, 2, 1, 1], "reflect"))
+add("pad", [X23], lambda a: np_pad(a, [1, 3, 2, 0], "replicate"),
+    call=lambda x: nd.pad(x, (2, 0, 1, 3), mode="replicate"))
+add("pad", [rnd(2, 1, 2)], lambda a: np_pad(a, [0, 1], value=9.0),
+    call=lambda x: nd.ops.pad(x, pads=[0, 1], value=9.0))
+add("pad", [np.array([1, 2, 3], np.int32)], lambda a: np_pad(a, [1, 1], "reflect"),
+    call=lambda x: nd.pad(x, [1, 1], mode="reflect"))
+for mode, pads in [("reflect", [1, 1, 2, 2]), ("replicate", [2, 0, 1, 3]), ("constant", [1, 2, 0, 1])]:
+    g_shape = tuple(d + pads[2 * i] + pads[2 * i + 1] for i, d in enumerate((2, 3)))
+    add("pad_backward", [rnd(*g_shape), X23],
+        lambda g, like, pads=pads, mode=mode: adjoint(lambda a: np_pad(a, pads, mode), like.shape, g),
+        grad=[0], call=lambda g, like, pads=pads, mode=mode: nd.ops.pad_backward(g, like, pads=pads, mode=mode))
+add("one_hot", [np.array([[0, 2], [1, 2]])], lambda l: np.eye(3, dtype=np.float32)[l], 3)
+add("one_hot", [np.array([1, 0], np.int32)], lambda l: np.eye(2, dtype=bool)[l], 2, dtype=nd.bool)
+add("one_hot", [np.zeros(0, np.int64)], lambda l: np.zeros((0, 3), np.float32), 3)
+add("cast", [X23], lambda a: a, nd.float64)
+add("cast", [np.array([-1.5, -0.5, 0, 0.5, 2.7, 300])], lambda a: a.astype(np.int32), nd.int32, grad=False)
+add("cast", [np.array([1, 0.1, -2.5])], lambda a: a.astype(np.float32), call=lambda x: x.to(nd.float32), grad=False)
+add("cast", [np.array([True, False])], lambda a: a.astype(np.float32), call=lambda x: x.float())
+add("cast", [np.array([[0, -7], [256, 1]])], lambda a: a.astype(bool), call=lambda x: x.bool())
+add("cast", [np.array([0.1, -3.0])], lambda a: np.array([0.10009765625, -3.0]),
+    call=lambda x: x.to(nd.bfloat16).double(), grad=False)  # bf16 rounds to nearest even
+add("contiguous", [rnd(3, 2)], lambda a: a.T, call=lambda x: nd.contiguous(x.T), method=lambda x: x.T.contiguous())
+
+# ------------------------------------------------------- creation, random
+
+add("full", [], lambda: np.full((2, 3), 1.5), call=lambda: nd.full((2, 3), 1.5, dtype=nd.float64))
+add("full", [], lambda: np.full((2, 2), -7, np.int32), call=lambda: nd.full([2, 2], -7.9, dtype=nd.int32))
+add("full", [], lambda: np.full((), -2.25, np.float32), call=lambda: nd.full((), -2.25))
+add("full", [], lambda: np.zeros((2, 0, 3), np.float32), call=lambda: nd.zeros(2, 0, 3))
+add("full", [], lambda: np.ones((1, 2), bool), call=lambda: nd.ones((1, 2), dtype=nd.bool))
+add("full_like", [X23], lambda a: np.full_like(a, 3.0), 3.0)
+add("full_like", [np.array([9, 8], np.int32)], lambda a: np.array([3, 3], np.int32), 3)
+add("full_like", [X23], lambda a: np.zeros_like(a), call=nd.zeros_like)
+add("full_like", [X23], lambda a: np.ones((2, 3), np.float32), call=lambda x: nd.ones_like(x, dtype=nd.float32))
+add("arange", [], lambda: np.arange(0, 1, 0.1), call=lambda: nd.arange(0, 1, 0.1, dtype=nd.float64))
+add("arange", [], lambda: np.arange(5, -1, -2), call=lambda: nd.arange(5, -1, -2))
+add("arange", [], lambda: np.arange(4), call=lambda: nd.arange(4))
+add("arange", [], lambda: np.arange(0.5, 2.0, 0.5, dtype=np.float32), call=lambda: nd.arange(0.5, 2.0, 0.5))
+add("linspace", [], lambda: np.linspace(-1, 2, 7), call=lambda: nd.linspace(-1, 2, 7, dtype=nd.float64))
+add("linspace", [], lambda: np.linspace(0, 1, 4, dtype=np.float32), call=lambda: nd.linspace(0, 1, 4))
+add("linspace", [], lambda: np.zeros(0, np.float32), call=lambda: nd.linspace(3, 5, 0))
+add("eye", [], lambda: np.eye(3, dtype=np.float32), call=lambda: nd.eye(3))
+add("eye", [], lambda: np.eye(2, 4, dtype=np.int32), call=lambda: nd.eye(2, 4, dtype=nd.int32))
+add("eye", [], lambda: np.eye(3, 2, dtype=bool), call=lambda: nd.eye(3, 2, dtype=nd.bool))
+add("constant", [X23], lambda a: a, call=lambda x: nd.ops.constant(value=x))
+add("constant", [np.arange(6, dtype=np.int32).reshape(2, 3)], lambda a: a.T, call=lambda x: nd.ops.constant(value=x.T))
+
+
+def _uniform_check(lo, hi, dtype, n):
+    def check(out):
+        a = out.numpy()
+        assert out.dtype == dtype and a.shape == (n,)
+        assert a.min() >= lo and a.max() < hi
+        assert abs(a.mean() - (lo + hi) / 2) < 0.05 * (hi - lo)
+    return check
+
+
+def _normal_check(mean, std, dtype, n):
+    def check(out):
+        a = out.numpy()
+        assert out.dtype == dtype and a.shape == (n,)
+        assert abs(a.mean() - mean) < 0.1 * std and abs(a.std() - std) < 0.1 * std
+    return check
+
+
+def _bernoulli_check(p, dtype, n):
+    def check(out):
+        a = out.numpy()
+        assert out.dtype == dtype and a.shape == (n,)
+        assert set(np.unique(a).tolist()) <= {0, 1}
+        assert abs(a.mean() - p) < 0.05
+    return check
+
+
+def _randint_check(lo, hi, dtype, shape):
+    def check(out):
+        a = out.numpy()
+        assert out.dtype == dtype and a.shape == shape
+        if a.size:
+            assert a.min() >= lo and a.max() < hi and len(np.unique(a)) == hi - lo
+    return check
+
+
+add("uniform", [], call=lambda: nd.rand(2000), check=_uniform_check(0, 1, nd.float32, 2000))
+add("uniform", [], call=lambda: nd.uniform(2000, -2, 3, dtype=nd.float64),
+    check=_uniform_check(-2, 3, nd.float64, 2000))
+add("uniform", [], call=lambda: nd.ops.uniform(shape=[2000], low=-1.0, high=1.0, seed=5, offset=8),
+    check=_uniform_check(-1, 1, nd.float32, 2000))
+add("normal", [], call=lambda: nd.randn(4000), check=_normal_check(0, 1, nd.float32, 4000))
+add("normal", [], call=lambda: nd.normal(4000, 1.0, 0.5, dtype=nd.float64),
+    check=_normal_check(1, 0.5, nd.float64, 4000))
+add("bernoulli", [], call=lambda: nd.bernoulli(4000, 0.3), check=_bernoulli_check(0.3, nd.float32, 4000))
+add("bernoulli", [], call=lambda: nd.bernoulli(6, 1.0, dtype=nd.bool), check=lambda out: out.numpy().all())
+add("randint", [], call=lambda: nd.randint(-5, 5, (1000,)), check=_randint_check(-5, 5, nd.int64, (1000,)))
+add("randint", [], call=lambda: nd.randint(7, 8, 4, dtype=nd.uint8), check=_randint_check(7, 8, nd.uint8, (4,)))
+add("randint", [], call=lambda: nd.randint(10, size=(0, 3), dtype=nd.int32),
+    check=_randint_check(0, 10, nd.int32, (0, 3)))
+
+# ------------------------------------------------------------------- nn
+
+add("softmax", [rnd(2, 3, lo=-3, hi=3)], lambda a: np_softmax(a, -1))
+add("softmax", [rnd(3, 4, lo=-3, hi=3)], lambda a: np_softmax(a, 0), 0)
+add("softmax", [rnd(2, 3, 4, lo=-3, hi=3)], lambda a: np_softmax(a, 1), dim=1)
+add("softmax", [np.array([[1000.0, -1000.0, 999.0]])], lambda a: np_softmax(a, -1), grad=False)
+add("softmax", [rnd(2, 3, dtype=np.float32)], lambda a: np_softmax(a, -1).astype(np.float32), atol=1e-7, rtol=1e-5)
+add("log_softmax", [rnd(2, 3, lo=-3, hi=3)], lambda a: np_log_softmax(a, -1))
+add("log_softmax", [rnd(3, 4, lo=-3, hi=3)], lambda a: np_log_softmax(a, 0), axis=0)
+add("log_softmax", [rnd(2, 3, 4, lo=-3, hi=3)], lambda a: np_log_softmax(a, 1), dim=1)
+add("log_softmax", [np.array([[1000.0, -1000.0, 999.0]])], lambda a: np_log_softmax(a, -1), grad=False)
+Y = np_softmax(rnd(2, 3, 4), 1)
+add("softmax_backward", [Y, rnd(2, 3, 4)], lambda y, g: y * (g - (g * y).sum(1, keepdims=True)),
+    call=lambda y, g: nd.ops.softmax_backward(y, g, axis=1))
+add("log_softmax_backward", [np.log(Y), rnd(2, 3, 4)], lambda y, g: g - np.exp(y) * g.sum(1, keepdims=True),
+    call=lambda y, g: nd.ops.log_softmax_backward(y, g, axis=1))
+LOGITS = rnd(4, 5, lo=-2, hi=2)
+LABELS = np.array([1, 2, 4, 0])
+for red in ["mean", "sum", "none"]:
+    add("cross_entropy", [LOGITS, LABELS], lambda a, l, red=red: np_cross_entropy(a, l, red), reduction=red)
+add("cross_entropy", [rnd(2, 3, 2), np.array([[2, 0], [1, 1]])], lambda a, l: np_cross_entropy(a, l, "none"),
+    reduction="none")
+add("cross_entropy", [rnd(2, 3, 2), np.array([[2, 0], [1, 1]])], np_cross_entropy)
+add("cross_entropy", [rnd(3), np.array(2)], lambda a, l: np_cross_entropy(a, l, "none"), reduction="none")
+add("cross_entropy", [rnd(2, 5, dtype=np.float32), np.array([4, 2], np.int32)],
+    lambda a, l: np_cross_entropy(a.astype(F64), l).astype(np.float32), atol=1e-6, rtol=1e-6)
+for red, g in [("mean", np.array(0.75)), ("sum", np.array(0.75)), ("none", rnd(4))]:
+    add("cross_entropy_backward", [LOGITS, LABELS, g],
+        lambda a, l, g, red=red: np_cross_entropy_backward(a, l, g, red),
+        call=lambda a, l, g, red=red: nd.ops.cross_entropy_backward(a, l, g, reduction=red))
+add("cross_entropy_backward", [rnd(2, 3, 2), np.array([[2, 0], [1, 1]]), rnd(2, 2)],
+    lambda a, l, g: np_cross_entropy_backward(a, l, g, "none"),
+    call=lambda a, l, g: nd.ops.cross_entropy_backward(a, l, g, reduction="none"))
+
+# convolution and pooling (NCHW)
+CX = rnd(2, 3, 5, 6)
+CW = rnd(4, 3, 3, 2)
+CB = rnd(4)
+add("conv2d", [CX, CW, CB], lambda x, w, b: np_conv2d(x, w, b), call=lambda x, w, b: nd.conv2d(x, w, b))
+add("conv2d", [CX, CW], lambda x, w: np_conv2d(x, w, None, (2, 1), (1, 2), (1, 2)),
+    call=lambda x, w: nd.conv2d(x, w, stride=(2, 1), padding=(1, 2), dilation=(1, 2)))
+add("conv2d", [rnd(1, 4, 4, 4), rnd(6, 2, 2, 2), rnd(6)], lambda x, w, b: np_conv2d(x, w, b, groups=2),
+    call=lambda x, w, b: nd.conv2d(x, w, b, groups=2))
+add("conv2d", [CX, CW, CB], lambda x, w, b: np.maximum(np_conv2d(x, w, b, padding=(1, 1)), 0),
+    call=lambda x, w, b: nd.ops.conv2d(x, w, b, padding=[1, 1], activation="relu"), grad=False)
+add("conv2d", [CX.astype(np.float32), CW.astype(np.float32)],
+    lambda x, w: np_conv2d(x.astype(F64), w.astype(F64)).astype(np.float32), atol=1e-5, rtol=1e-5,
+    call=lambda x, w: nd.conv2d(x, w))
+CGY = rnd(2, 4, 3, 5)  # the output gradient of conv2d(CX, CW) at stride 1, padding 0
+add("conv2d_backward_data", [CGY, CW, CX], lambda g, w, like: adjoint(lambda a: np_conv2d(a, w), like.shape, g),
+    grad=[0, 1], call=lambda g, w, like: nd.ops.conv2d_backward_data(g, w, like, stride=[1, 1], padding=[0, 0]))
+add("conv2d_backward_weight", [CX, CGY], lambda x, g: adjoint(lambda a: np_conv2d(x, a), CW.shape, g),
+    call=lambda x, g: nd.ops.conv2d_backward_weight(x, g, kernel_size=[3, 2]))
+PX = distinct(2, 2, 5, 6)
+add("max_pool2d", [PX], lambda x: np_pool2d(x, (2, 2), (2, 2), (0, 0), "max"),
+    call=lambda x: nd.max_pool2d(x, 2))
+add("max_pool2d", [PX], lambda x: np_pool2d(x, (3, 2), (1, 2), (1, 1), "max"),
+    call=lambda x: nd.max_pool2d(x, (3, 2), stride=(1, 2), padding=1))
+add("avg_pool2d", [PX], lambda x: np_pool2d(x, (2, 2), (2, 2), (0, 0), "avg"),
+    call=lambda x: nd.avg_pool2d(x, 2))
+add("avg_pool2d", [PX], lambda x: np_pool2d(x, (3, 3), (2, 2), (1, 1), "avg", False),
+    call=lambda x: nd.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False))
+PG = rnd(2, 2, 2, 3)
+add("max_pool2d_backward", [PX, PG], lambda x, g: np_max_pool2d_backward(x, g, (2, 2)),
+    call=lambda x, g: nd.ops.max_pool2d_backward(x, g, kernel_size=[2, 2]))
+add("avg_pool2d_backward", [PX, PG], lambda x, g: adjoint(
+    lambda a: np_pool2d(a, (2, 2), (2, 2), (0, 0), "avg"), x.shape, g), grad=[1],
+    call=lambda x, g: nd.ops.avg_pool2d_backward(x, g, kernel_size=[2, 2]))
+
+# ------------------------------------------------------- state and updates
+
+
+def _assigned(fn):
+    """Runs an in-place op and returns the tensors it wrote."""
+    def call(*ts):
+        fn(*ts)
+        return ts[0]
+    return call
+
+
+add("assign", [X23, rnd(3)], lambda v, x: np.broadcast_to(x, v.shape), call=_assigned(nd.assign))
+add("assign_add", [X23, np.array([1], np.int32)], lambda v, x: v + x, call=_assigned(nd.assign_add))
+add("assign_add", [X23], lambda v: v + 0.5, call=_assigned(lambda v: nd.assign_add(v, 0.5)))
+
+# fused_elementwise: programs in kernels/fused_ops.h's format, compared with the unfused expression
+FA, FB, FC = rnd(2, 3), rnd(3), rnd(2, 1)
+add("fused_elementwise", [FA, FB, FC], lambda a, b, c: np.maximum(a * b + c, 0),
+    call=lambda a, b, c: nd.ops.fused_elementwise(a, b, c, ops="mul add relu", args=[0, 1, 3, 2, 4], params=[0.0] * 6))
+add("fused_elementwise", [FA], lambda a: np.exp(a) * np.exp(a) - a,
+    call=lambda a: nd.ops.fused_elementwise(a, ops="exp mul sub", args=[0, 1, 1, 2, 0], params=[0.0] * 6))
+add("fused_elementwise", [rnd(3, 4, lo=-2, hi=2)], lambda x: np.tanh(np.clip(np.where(x > 0, x, 0.2 * x), -0.5, 0.5)),
+    call=lambda x: nd.ops.fused_elementwise(x, ops="leaky_relu clamp tanh", args=[0, 1, 2],
+                                            params=[0.2, 0, -0.5, 0.5, 0, 0]))
+
+
+def _opt(name, **attrs):
+    """Runs ndflow.ops.<name> (it updates param, its slots and the step
+    counter in place) and returns its inputs but the gradient and the
+    empty (unused) slots."""
+    def call(*ts):
+        getattr(nd.ops, name)(*ts, **attrs)
+        return tuple(t for i, t in enumerate(ts) if i != 1 and t.numel())  # all but the gradient
+    return call
+
+
+P0, G0, LR = rnd(2, 3), rnd(2, 3), np.array(0.1)
+S1, S2, S3 = rnd(2, 3, lo=0, hi=1), rnd(2, 3, lo=0, hi=1), rnd(2, 3, lo=0, hi=1)
+STEP0, NONE = np.array(0), np.zeros(0)
+add("apply_sgd", [P0, G0, LR], lambda p, g, lr: (p - lr * (g + 0.01 * p), lr),
+    call=_opt("apply_sgd", weight_decay=0.01))
+
+
+def np_momentum(p, g, v, step, lr, mu, damp=0.0, nesterov=False, wd=0.0):
+    g = g + wd * p
+    buf = g if step == 0 or mu == 0 else mu * v + (1 - damp) * g
+    return p - lr * (g + mu * buf if nesterov else buf), buf, step + 1, lr
+
+
+add("apply_momentum", [P0, G0, S1, STEP0, LR], lambda *a: np_momentum(*a, 0.9),
+    call=_opt("apply_momentum", momentum=0.9))
+add("apply_momentum", [P0, G0, S1, np.array(4), LR], lambda *a: np_momentum(*a, 0.9, 0.0, True, 0.1),
+    call=_opt("apply_momentum", momentum=0.9, nesterov=True, weight_decay=0.1))
+add("apply_momentum", [P0, G0, S1, np.array(4), LR], lambda *a: np_momentum(*a, 0.5, 0.3),
+    call=_opt("apply_momentum", momentum=0.5, dampening=0.3))
+
+
+def np_adagrad(p, g, acc, step, lr, eps=1e-10, wd=0.0, lr_decay=0.0):
+    g = g + wd * p
+    acc = acc + g * g
+    clr = lr / (1 + step * lr_decay)
+    return p - clr * g / (np.sqrt(acc) + eps), acc, step + 1, lr
+
+
+add("apply_adagrad", [P0, G0, S1, np.array(3), LR], lambda *a: np_adagrad(*a, 1e-10, 0.1, 0.01),
+    call=_opt("apply_adagrad", lr_decay=0.01, weight_decay=0.1))
+
+
+def np_rmsprop(p, g, sq, buf, ga, lr, alpha=0.99, eps=1e-8, wd=0.0, mu=0.0, centered=False):
+    g = g + wd * p
+    sq = alpha * sq + (1 - alpha) * g * g
+    out = [sq]
+    if centered:
+        ga = ga + (1 - alpha) * (g - ga)
+        avg = np.sqrt(sq - ga * ga) + eps
+    else:
+        avg = np.sqrt(sq) + eps
+    if mu > 0:
+        buf = mu * buf + g / avg
+        p = p - lr * buf
+        out.append(buf)
+    else:
+        p = p - lr * g / avg
+    if centered:
+        out.append(ga)
+    return (p, *out, lr)
+
+
+add("apply_rmsprop", [P0, G0, S1, NONE, NONE, np.array(0.01)], np_rmsprop, call=_opt("apply_rmsprop"))
+add("apply_rmsprop", [P0, G0, S1 + 1, S2, S3, np.array(0.01)], lambda *a: np_rmsprop(*a, 0.9, 1e-8, 0.1, 0.9, True),
+    call=_opt("apply_rmsprop", alpha=0.9, momentum=0.9, centered=True, weight_decay=0.1))
+
+
+def np_adam(p, g, m, v, vmax, step, lr, b1=0.9, b2=0.999, eps=1e-8, wd=0.0, decoupled=False, amsgrad=False):
+    t = step + 1
+    if decoupled:
+        p = p * (1 - lr * wd)
+    elif wd:
+        g = g + wd * p
+    m = m + (1 - b1) * (g - m)
+    v = b2 * v + (1 - b2) * g * g
+    second = np.maximum(v, vmax) if amsgrad else v
+    p = p - lr / (1 - b1 ** t) * m / (np.sqrt(second) / np.sqrt(1 - b2 ** t) + eps)
+    return (p, m, v) + ((second,) if amsgrad else ()) + (t, lr)
+
+
+add("apply_adam", [P0, G0, S1, S2, NONE, STEP0, np.array(1e-3)], np_adam, call=_opt("apply_adam"))
+add("apply_adam", [P0, G0, S1, S2, S3, np.array(2.0), np.array(1e-3)],
+    lambda *a: np_adam(*a, 0.8, 0.99, 1e-8, 0.01, True, True),
+    call=_opt("apply_adam", beta1=0.8, beta2=0.99, amsgrad=True, decoupled_weight_decay=True, weight_decay=0.01))
+
+# --------------------------------------- Python-level composites (not registered)
+
+add("mean", [X234], lambda a: a.mean(axis=(0, 2)), axis=(0, 2), diff=True)
+add("mean", [X234], lambda a: a.mean(), diff=True)
+add("var", [X234], lambda a: a.var(axis=1, ddof=1), axis=1, diff=True)
+add("var", [X234], lambda a: a.var(axis=-1, keepdims=True), dim=-1, keepdim=True, unbiased=False, diff=True)
+add("std", [X234], lambda a: a.std(ddof=1), diff=True)
+add("std", [X234], lambda a: a.std(axis=0, ddof=0), axis=0, correction=0, diff=True)
+add("logsumexp", [X234], lambda a: np.log(np.exp(a).sum(axis=1)), axis=1, diff=True)
+add("silu", [X23], lambda a: a * np_sigmoid(a), diff=True)
+add("mse_loss", [X23, rnd(2, 3)], lambda a, b: ((a - b) ** 2).mean(), diff=True)
+add("mse_loss", [X23, rnd(2, 3)], lambda a, b: ((a - b) ** 2).sum(), reduction="sum", diff=True)
+add("mse_loss", [X23, rnd(2, 3)], lambda a, b: (a - b) ** 2, reduction="none", diff=True,
+    method=lambda a, b: nd.mse_loss(a, b, "none"))
+add("transpose", [X234], lambda a: a.swapaxes(0, 2), 0, 2, diff=True)
+add("transpose", [X23], lambda a: a.T, diff=True)
+add("flatten", [X234], lambda a: a.reshape(-1), diff=True)
+add("flatten", [rnd(2, 3, 4, 5)], lambda a: a.reshape(2, 12, 5), 1, 2, diff=True)
+add("stack", [X23, rnd(2, 3)], lambda a, b: np.stack([a, b], 1), call=lambda a, b: nd.stack([a, b], dim=1), diff=True)
+add("split", [rnd(5, 2)], lambda a: tuple(np.split(a, [2, 4])), 2, diff=True)
+add("split", [rnd(2, 6)], lambda a: tuple(np.split(a, [1, 4], axis=1)), [1, 3, 2], dim=1, diff=True)
+add("chunk", [rnd(2, 6)], lambda a: tuple(np.split(a, 3, axis=1)), 3, dim=1, diff=True)
+add("subtract", [X23, rnd(3)], np.subtract, diff=True)
+add("multiply", [X23, rnd(3)], np.multiply, diff=True)
+add("divide", [X23, away(rnd(3), [0], 0.3)], np.divide, diff=True)
+add("true_divide", [X23, np.array(2.0)], np.divide, diff=True)
+add("dropout", [X23], lambda a: a, 0.5, training=False, diff=True)
+add("randperm", [], call=lambda: nd.randperm(10), check=lambda out: sorted(out.tolist()) == list(range(10)) or
+    pytest.fail(f"not a permutation: {out.tolist()}"))
+add("zeros", [], lambda: np.zeros((2, 3), np.float32), call=lambda: nd.zeros(2, 3))
+add("ones", [], lambda: np.ones((2, 3), np.int32), call=lambda: nd.ones((2, 3), dtype=nd.int32))
+add("empty", [], call=lambda: nd.empty(2, 3), check=lambda out: out.shape == (2, 3) or pytest.fail("shape"))
+add("tensor", [X23], lambda a: a, call=lambda x: nd.tensor(x.numpy()), grad=False)
+add("as_tensor", [X23], lambda a: a.astype(np.float32), call=lambda x: nd.as_tensor(x, nd.float32), grad=False)
+
+
+# ====================================================================== tests
+
+GRAPH_ONLY = {
+    # These exist only inside a graph (a feed and a Variable read); eagerly a
+    # tensor is simply the value. tests/python/test_function.py and the C++
+    # graph tests cover them.
+    "placeholder", "variable",
+}
+INTERNAL = {
+    # Registered ops that are not part of the public ndflow.<op> surface
+    # (backward kernels, the fusion pass's op, optimizer updates, graph
+    # constants): callable as ndflow.ops.<name>, sampled above through it.
+    "leaky_relu_grad", "gelu_grad", "slice_backward", "index_select_backward", "pad_backward",
+    "softmax_backward", "log_softmax_backward", "cross_entropy_backward", "conv2d_backward_data",
+    "conv2d_backward_weight", "max_pool2d_backward", "avg_pool2d_backward", "constant", "fused_elementwise",
+    "apply_sgd", "apply_momentum", "apply_adagrad", "apply_rmsprop", "apply_adam",
+}
+# Registered ops that are also torch.Tensor methods (checked with PyTorch 2;
+# listed here because CI has no torch). bernoulli is left out on purpose:
+# torch's x.bernoulli() draws with probabilities x, ndflow.bernoulli(shape, p)
+# has no tensor to be a method of.
+TORCH_METHODS = {
+    "neg", "abs", "exp", "log", "log1p", "sqrt", "rsqrt", "square", "sin", "cos", "tanh", "sigmoid", "relu",
+    "sign", "floor", "ceil", "round", "logical_not", "add", "sub", "mul", "div", "pow", "maximum", "minimum",
+    "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "clamp", "sum", "prod", "max", "min",
+    "argmax", "argmin", "matmul", "contiguous", "reshape", "permute", "squeeze", "unsqueeze", "expand",
+    "broadcast_to", "index_select", "gather", "scatter_add", "softmax", "log_softmax",
+    # composites with a torch.Tensor method
+    "mean", "var", "std", "logsumexp", "transpose", "flatten", "split", "chunk", "subtract", "multiply",
+    "divide", "true_divide",
+}
+
+REGISTERED = set(nd._C.op_names())
+
+
+def _schema(op):
+    return nd._C.op_schema(op) if op in REGISTERED else None
+
+
+def _differentiable(s):
+    sch = _schema(s.op)
+    return sch["differentiable"] if sch else bool(s.diff)
+
+
+def _ids(samples):
+    seen = {}
+    out = []
+    for s in samples:
+        seen[s.op] = seen.get(s.op, -1) + 1
+        out.append(f"{s.op}-{seen[s.op]}")
+    return out
+
+
+def _tensors(s, requires_grad=()):
+    return [nd.tensor(a, requires_grad=i in requires_grad) for i, a in enumerate(s.inputs)]
+
+
+def _as_list(out):
+    return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+def _compare(got, want, s, what="output"):
+    got, want = _as_list(got), _as_list(want)
+    assert len(got) == len(want), f"{s.op}: {len(got)} outputs, expected {len(want)}"
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert isinstance(g, nd.Tensor), f"{s.op}: {what} {i} is {type(g).__name__}, not a Tensor"
+        w = np.asarray(w)
+        a = np.asarray(g)
+        assert a.shape == w.shape, f"{s.op}: {what} {i} has shape {a.shape}, NumPy gives {w.shape}"
+        assert a.dtype == w.dtype, f"{s.op}: {what} {i} has dtype {a.dtype}, NumPy gives {w.dtype}"
+        np.testing.assert_allclose(a, w, rtol=s.rtol, atol=s.atol, err_msg=f"{s.op}: {what} {i}")
+
+
+def test_every_registered_op_has_a_sample():
+    sampled = {s.op for s in SAMPLES}
+    missing = sorted(REGISTERED - sampled - GRAPH_ONLY)
+    assert not missing, f"registered ops without a Python sample in tests/python/test_ops.py: {missing}"
+
+
+def test_skip_list_is_graph_only():
+    graph_only = {n for n in REGISTERED if nd._C.op_schema(n)["graph_only"]}
+    assert GRAPH_ONLY == graph_only
+
+
+def test_every_differentiable_op_is_gradchecked():
+    missing = sorted(n for n in REGISTERED - GRAPH_ONLY if nd._C.op_schema(n)["differentiable"]
+                     and not any(s.op == n and s.grad for s in SAMPLES))
+    assert not missing, f"differentiable ops without a gradient-checked sample: {missing}"
+
+
+def test_every_op_is_callable_by_name():
+    """ndflow.ops.<name> for every registered op; ndflow.<name> for the public ones."""
+    for n in REGISTERED:
+        assert callable(getattr(nd.ops, n)), n
+        assert nd.ops.schema(n)["name"] == n
+    missing = sorted(n for n in REGISTERED - GRAPH_ONLY - INTERNAL if not callable(getattr(nd, n, None)))
+    assert not missing, f"registered ops without an ndflow.<op> function: {missing}"
+    assert INTERNAL <= REGISTERED, f"stale INTERNAL entries: {sorted(INTERNAL - REGISTERED)}"
+
+
+def test_torch_style_methods_exist():
+    missing = sorted(n for n in TORCH_METHODS if not callable(getattr(nd.Tensor, n, None)))
+    assert not missing, f"ops PyTorch has as Tensor methods but ndflow.Tensor lacks: {missing}"
+
+
+@pytest.mark.parametrize("s", SAMPLES, ids=_ids(SAMPLES))
+def test_forward_matches_numpy(s):
+    out = s.run(_tensors(s))
+    if s.check is not None:
+        assert s.check(out, *s.inputs) is not False
+    if s.ref is not None:
+        _compare(out, s.ref(*s.inputs), s)
+
+
+METHOD_SAMPLES = [s for s in SAMPLES if s.op in TORCH_METHODS and (s.call is None or s.method is not None)]
+
+
+def test_every_method_is_sampled():
+    missing = sorted(TORCH_METHODS - {s.op for s in METHOD_SAMPLES})
+    assert not missing, f"no sample calls these as Tensor methods: {missing}"
+
+
+@pytest.mark.parametrize("s", METHOD_SAMPLES, ids=_ids(METHOD_SAMPLES))
+def test_method_matches_function(s):
+    want = [np.asarray(o) for o in _as_list(s.run(_tensors(s)))]
+    _compare(s.run_method(_tensors(s)), want, s, "method output")
+
+
+GRAD_SAMPLES = [s for s in SAMPLES if s.grad and _differentiable(s)]
+
+
+def _weighted_sum(outs, weights):
+    total = None
+    for o, w in zip(outs, weights):
+        if w is None:
+            continue
+        term = (o * nd.tensor(w)).sum()
+        total = term if total is None else total + term
+    return total
+
+
+@pytest.mark.parametrize("k,s", list(enumerate(GRAD_SAMPLES)), ids=_ids(GRAD_SAMPLES))
+def test_gradient_matches_finite_differences(k, s):
+    """d(sum_j w_j·out_j)/d input against central differences (eps 1e-6), in float64.
+    Even samples take the gradient with ndflow.grad, odd ones with .backward()."""
+    ts = _tensors(s, requires_grad=s.grad)
+    outs = _as_list(s.run(ts))
+    rng = np.random.default_rng(k)
+    weights = [rng.uniform(-1, 1, o.shape) if o.dtype == nd.float64 else None for o in outs]
+    loss = _weighted_sum(outs, weights)
+    assert loss is not None and loss.requires_grad, f"{s.op}: no float64 output requires grad"
+    xs = [ts[i] for i in s.grad]
+    if k % 2 == 0:
+        grads = nd.grad(loss, xs)
+    else:
+        loss.backward()
+        grads = [x.grad for x in xs]
+
+    def f(arrays):
+        with nd.no_grad():
+            return float(np.asarray(_weighted_sum(_as_list(s.run([nd.tensor(a) for a in arrays])), weights)))
+
+    eps = 1e-6
+    for i, g in zip(s.grad, grads):
+        assert g is not None, f"{s.op}: no gradient for input {i}"
+        assert g.shape == ts[i].shape and g.dtype == nd.float64
+        arrays = [a.copy() for a in s.inputs]
+        x = arrays[i].reshape(-1)  # a view: perturbs arrays[i] in place
+        num = np.empty(x.size)
+        for j in range(x.size):
+            old = x[j]
+            x[j] = old + eps
+            hi = f(arrays)
+            x[j] = old - eps
+            lo = f(arrays)
+            x[j] = old
+            num[j] = (hi - lo) / (2 * eps)
+        np.testing.assert_allclose(np.asarray(g).reshape(-1), num, rtol=1e-5, atol=1e-6,
+                                   err_msg=f"{s.op}: gradient of input {i}")
+
+
+def test_dropout_scales_kept_elements_and_routes_gradient():
+    x = nd.tensor(rnd(50, 40) + 2.0, requires_grad=True)
+    y = nd.dropout(x, 0.25)
+    kept = np.asarray(y.detach()) != 0
+    assert 0.7 < kept.mean() < 0.8
+    np.testing.assert_allclose(np.asarray(y.detach())[kept], np.asarray(x.detach())[kept] / 0.75)
+    (g,) = nd.grad(y.sum(), x)
+    np.testing.assert_allclose(np.asarray(g), kept / 0.75)
+
+
+def test_random_draws_follow_the_seed():
+    for draw in [lambda: nd.rand(5), lambda: nd.randn(2, 3, dtype=nd.float64), lambda: nd.randint(0, 100, (7,)),
+                 lambda: nd.bernoulli((9,), 0.5), lambda: nd.dropout(nd.ones(8), 0.5), lambda: nd.randperm(6)]:
+        nd.manual_seed(123)
+        a = draw().numpy().copy()
+        b = draw().numpy().copy()
+        nd.manual_seed(123)
+        np.testing.assert_array_equal(draw().numpy(), a)
+        assert not np.array_equal(a, b) or a.size < 2
+    g1, g2 = nd.Generator(7), nd.Generator(7)
+    np.testing.assert_array_equal(nd.rand(4, generator=g1).numpy(), nd.rand(4, generator=g2).numpy())
+    # the stateless registered op: same seed and offset, same numbers
+    a = nd.ops.normal(shape=[5], seed=3, offset=0).numpy()
+    np.testing.assert_array_equal(nd.ops.normal(shape=[5], seed=3, offset=0).numpy(), a)
+    assert not np.array_equal(nd.ops.normal(shape=[5], seed=4, offset=0).numpy(), a)
+
+
+# ------------------------------------------------------------ bad input
+
+@pytest.mark.parametrize("call,exc,words", [
+    (lambda: nd.add(nd.ones(2, 3), nd.ones(4)), ValueError, ["add", "[2,3]", "[4]"]),
+    (lambda: nd.ones(2, 3) * nd.ones(2, 2), ValueError, ["mul", "[2,3]", "[2,2]"]),
+    (lambda: nd.matmul(nd.ones(2, 3), nd.ones(4, 5)), ValueError, ["matmul", "[2,3]", "[4,5]"]),
+    (lambda: nd.ones(2, 3).reshape(4), ValueError, ["reshape", "[2,3]", "[4]"]),
+    (lambda: nd.concat([nd.ones(2, 3), nd.ones(3, 2)]), ValueError, ["concat", "[3,2]", "[2,3]"]),
+    (lambda: nd.ones(2, 3).squeeze(0), ValueError, ["squeeze", "[2,3]"]),
+    (lambda: nd.ones(2, 3).expand(4, 5), ValueError, ["expand"]),
+    (lambda: nd.pad(nd.ones(2, 3), [1, 1], mode="bogus"), ValueError, ["pad", "bogus"]),
+    (lambda: nd.arange(0, 5, 0), ValueError, ["arange", "step"]),
+    (lambda: nd.randint(5, 2), ValueError, ["randint"]),
+    (lambda: nd.ops.add(nd.ones(2)), ValueError, ["add", "2 inputs"]),
+    (lambda: nd.exp(nd.tensor([1, 2])), TypeError, ["exp", "i64"]),
+    (lambda: nd.where(nd.ones(2), nd.ones(2), nd.ones(2)), TypeError, ["where", "bool"]),
+    (lambda: nd.cross_entropy(nd.ones(2, 3), nd.tensor([0.5, 1.0])), TypeError, ["cross_entropy", "integer"]),
+    (lambda: nd.tensor(np.array(["a"])), TypeError, ["dtype"]),
+    (lambda: nd.tensor([1, 2], requires_grad=True), TypeError, ["floating"]),
+    (lambda: nd.cast(nd.ones(2), nd.bfloat16).numpy(), TypeError, ["bfloat16"]),
+    (lambda: nd.ones(2) + "a", TypeError, []),
+    (lambda: nd.ops.sum(nd.ones(2, 3), axes=[1], bogus=2), TypeError, ["sum", "bogus", "axes, keepdims"]),
+    (lambda: nd.ops.sum(nd.ones(2, 3), axes=1), TypeError, ["sum", "axes", "list of ints"]),
+    (lambda: nd.ops.pad(nd.ones(2, 3), pads=[1, 1], mode=3), TypeError, ["pad", "mode", "str"]),
+    (lambda: nd.ops.leaky_relu(nd.ones(2), negative_slope="x"), TypeError, ["leaky_relu", "float"]),
+    (lambda: nd.index_select(nd.ones(2, 3), 0, nd.tensor([5])), IndexError, ["index_select", "5", "[2,3]"]),
+    (lambda: nd.gather(nd.ones(2, 3), 1, nd.tensor([[5]])), IndexError, ["gather", "5"]),
+    (lambda: nd.softmax(nd.ones(2, 3), axis=3), IndexError, ["softmax", "axis 3"]),
+    (lambda: nd.sum(nd.ones(2, 3), axis=-3), IndexError, ["sum", "-3"]),
+    (lambda: nd.one_hot(nd.tensor([0, 3]), 3), IndexError, ["one_hot", "3"]),
+    (lambda: nd.cross_entropy(nd.ones(2, 3), nd.tensor([0, 3])), IndexError, ["cross_entropy", "3"]),
+    (lambda: nd.ops.schema("no_such_op"), KeyError, ["no_such_op"]),
+    (lambda: nd._C.call_op("no_such_op", [], {}), KeyError, ["no_such_op"]),
+    (lambda: nd.ones(2).backward(), ValueError, ["require grad"]),
+    (lambda: (nd.ones(2, requires_grad=True) * 2).backward(), ValueError, ["shape [2]"]),
+    (lambda: nd.ones(2, 3).item(), ValueError, ["6 elements"]),
+    (lambda: bool(nd.ones(2)), RuntimeError, ["ambiguous"]),
+])
+def test_bad_input_raises_a_python_exception_naming_the_problem(call, exc, words):
+    with pytest.raises(exc) as e:
+        call()
+    msg = str(e.value)
+    for w in words:
+        assert w in msg, f"{w!r} not in the message: {msg}"
