@@ -72,6 +72,7 @@ constexpr FusableOp kTable[] = {
     row<Plain<scalar::Pow>, 2>("pow"),
     row<Plain<scalar::Maximum>, 2>("maximum"),
     row<Plain<scalar::Minimum>, 2>("minimum"),
+    row<Plain<scalar::ReluGrad>, 2>("relu_grad"),
     row<MakeLeakyReluGrad, 2>("leaky_relu_grad", {"negative_slope"}),
     row<Plain<scalar::GeluGrad>, 2>("gelu_grad"),
 };

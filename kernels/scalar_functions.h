@@ -43,6 +43,9 @@ struct LeakyRelu {
   template <class T> T operator()(T x) const { return x > T(0) ? x : static_cast<T>(x * slope); }
 };
 // d leaky_relu / dx times the incoming gradient: (x, g) -> g * (x > 0 ? 1 : slope).
+struct ReluGrad {  // 0 where x <= 0 whatever g is, as PyTorch's threshold_backward
+  template <class T> T operator()(T x, T g) const { return x > T(0) ? g : T(0); }
+};
 struct LeakyReluGrad {
   double slope;
   template <class T> T operator()(T x, T g) const { return x > T(0) ? g : static_cast<T>(g * slope); }

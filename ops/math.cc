@@ -62,9 +62,13 @@ void register_math_ops(OpRegistry& r) {
     return Grads{mul(g.grad_output(0), mul(y, 1.0 - y))};
   });
   unary(r, "relu", "max(x, 0)").grad([](G g) {
-    const Tensor& go = g.grad_output(0);
-    return Grads{where(g.input(0) > 0.0, go, zero_like_scalar(go))};
+    static const OpDef& op = op_def("relu_grad");
+    return Grads{call_op1(op, {g.input(0), g.grad_output(0)})};
   });
+  // One pass instead of a comparison and a select over the whole tensor.
+  r.add(OpDef("relu_grad").input("x").input("grad").output("dx").elementwise()
+            .doc("backward of relu: grad where x > 0, else 0")
+            .infer(same_as_input(1)));
   unary(r, "leaky_relu", "x if x > 0 else negative_slope * x")
       .attr("negative_slope", AttrType::Float, 0.01)
       .grad([](G g) {

@@ -160,7 +160,11 @@ void conv_backward_weight_ref(const ConvGeom& g, const T* x, const T* go, T* dw,
   });
 }
 
-// ------------------------------------------------- direct pooling (reference)
+// ------------------------------------------------------- direct pooling
+// One plane at a time, a row of outputs at a time: for each input row of the
+// windows and each kernel column, one pass along the output row with a
+// constant input stride, which the compiler vectorizes. Windows are
+// separable, so the average's divisor is a row factor times a column factor.
 
 struct PoolGeom {
   int64_t NC, H, W, OH, OW, kh, kw, sh, sw, ph, pw;
@@ -175,105 +179,161 @@ PoolGeom pool_geom(const Shape& x, const Shape& y, const Attrs& a) {
   return g;
 }
 
-// One window: the input rows/cols it covers and its avg_pool2d divisor, as
-// PyTorch computes them (the window is first clipped to the padded input,
-// which ceil_mode may overrun, then to the input).
-struct Window {
-  int64_t h0, h1, w0, w1, divisor;
+// What the windows along one spatial dim cover: per output position the
+// input range [lo, hi) and the divisor factor (as PyTorch computes it: the
+// window is first clipped to the padded input, which ceil_mode may overrun,
+// then to the input), and per kernel offset the valid output range.
+struct PoolAxis {
+  std::vector<int64_t> lo, hi;
+  std::vector<double> count;
+  std::vector<Range> by_offset;
 };
-Window window(const PoolGeom& g, int64_t oh, int64_t ow) {
-  int64_t h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
-  int64_t h1 = std::min(h0 + g.kh, g.H + g.ph), w1 = std::min(w0 + g.kw, g.W + g.pw);
-  int64_t padded = (h1 - h0) * (w1 - w0);
-  h0 = std::max<int64_t>(h0, 0);
-  w0 = std::max<int64_t>(w0, 0);
-  h1 = std::min(h1, g.H);
-  w1 = std::min(w1, g.W);
-  return {h0, h1, w0, w1, g.include_pad ? padded : (h1 - h0) * (w1 - w0)};
+PoolAxis pool_axis(int64_t in, int64_t out, int64_t k, int64_t s, int64_t p, bool include_pad) {
+  PoolAxis a;
+  for (int64_t o = 0; o < out; ++o) {
+    int64_t lo = o * s - p, hi = std::min(lo + k, in + p), padded = hi - lo;
+    lo = std::max<int64_t>(lo, 0);
+    hi = std::min(hi, in);
+    a.lo.push_back(lo);
+    a.hi.push_back(hi);
+    a.count.push_back(static_cast<double>(include_pad ? padded : hi - lo));
+  }
+  for (int64_t off = 0; off < k; ++off) a.by_offset.push_back(valid_range(out, in, s, p, off));
+  return a;
 }
 
-// Flat index (in the plane) of the window's maximum: the first one, or the
-// last NaN (PyTorch's rule, so NaN propagates); -1 for an empty window.
-template <typename T>
-int64_t argmax_in(const T* xp, const Window& w, int64_t W) {
-  int64_t best = -1;
-  T m = -std::numeric_limits<T>::infinity();
-  for (int64_t ih = w.h0; ih < w.h1; ++ih)
-    for (int64_t iw = w.w0; iw < w.w1; ++iw) {
-      T v = xp[ih * W + iw];
-      if (v > m || std::isnan(v) || best < 0) {
-        m = v;
-        best = ih * W + iw;
-      }
-    }
-  return best;
+struct PoolPlan {
+  PoolAxis h, w;
+};
+PoolPlan pool_plan(const PoolGeom& g) {
+  return {pool_axis(g.H, g.OH, g.kh, g.sh, g.ph, g.include_pad),
+          pool_axis(g.W, g.OW, g.kw, g.sw, g.pw, g.include_pad)};
 }
 
-template <typename T, typename PerPlane>
-void for_planes(const PoolGeom& g, int threads, PerPlane f) {
+// Calls row(plane, oh) for every output row, parallel over planes.
+template <typename Row>
+void for_rows(const PoolGeom& g, int threads, Row row) {
   parallel_for(g.NC, grain_for(g.OH * g.OW * g.kh * g.kw + g.H * g.W), threads,
                [&](int64_t lo, int64_t hi) {
-                 for (int64_t p = lo; p < hi; ++p) f(p);
+                 for (int64_t p = lo; p < hi; ++p)
+                   for (int64_t oh = 0; oh < g.OH; ++oh) row(p, oh);
                });
 }
 
+// Calls f(xr, ow_range) for each input row ih of output row oh's windows and
+// each kernel column kw, with xr pointing so that xr[ow * sw] is the input
+// element of output ow.
+template <typename T, typename F>
+void for_window_rows(const PoolGeom& g, const PoolPlan& pl, T* plane, int64_t oh, F f) {
+  for (int64_t ih = pl.h.lo[oh]; ih < pl.h.hi[oh]; ++ih)
+    for (int64_t kw = 0; kw < g.kw; ++kw) f(plane + ih * g.W + kw - g.pw, pl.w.by_offset[kw]);
+}
+
+// NOTE: v > m || v != v keeps a NaN (PyTorch's rule), and the first maximum
+// in row-major order on ties; the backward's argmax follows the same rule.
 template <typename T>
-void max_pool_ref(const PoolGeom& g, const T* x, T* y, int threads) {
-  for_planes<T>(g, threads, [&](int64_t p) {
-    const T* xp = x + p * g.H * g.W;
-    T* yp = y + p * g.OH * g.OW;
-    for (int64_t oh = 0; oh < g.OH; ++oh)
-      for (int64_t ow = 0; ow < g.OW; ++ow) {
-        int64_t i = argmax_in(xp, window(g, oh, ow), g.W);
-        yp[oh * g.OW + ow] = i < 0 ? -std::numeric_limits<T>::infinity() : xp[i];
+void max_pool_fwd(const PoolGeom& g, const T* x, T* y, int threads) {
+  PoolPlan pl = pool_plan(g);
+  for_rows(g, threads, [&](int64_t p, int64_t oh) {
+    T* yr = y + (p * g.OH + oh) * g.OW;
+    std::fill_n(yr, g.OW, -std::numeric_limits<T>::infinity());
+    for_window_rows(g, pl, x + p * g.H * g.W, oh, [&](const T* xr, Range r) {
+      for (int64_t ow = r.lo; ow < r.hi; ++ow) {
+        T v = xr[ow * g.sw];
+        yr[ow] = v > yr[ow] || v != v ? v : yr[ow];
       }
+    });
+  });
+}
+
+// Idx: i32 when a plane's indices fit, which lets the argmax loop vectorize
+// (a float and its index in lanes of one width).
+template <typename T, typename Idx>
+void max_pool_bwd(const PoolGeom& g, const T* x, const T* go, T* dx, int threads) {
+  PoolPlan pl = pool_plan(g);
+  parallel_for(g.NC, grain_for(g.OH * g.OW * g.kh * g.kw + g.H * g.W), threads, [&](int64_t lo, int64_t hi) {
+    std::vector<T> best(static_cast<size_t>(g.OW));
+    std::vector<Idx> at(static_cast<size_t>(g.OW));
+    for (int64_t p = lo; p < hi; ++p) {
+      const T* xp = x + p * g.H * g.W;
+      T* dp = dx + p * g.H * g.W;
+      std::fill_n(dp, g.H * g.W, T(0));
+      if (g.sh == g.kh && g.sw == g.kw && g.ph == 0 && g.pw == 0) {
+        // Windows that tile the input (the usual 2x2, stride 2): each window
+        // lies whole inside the input; a branch-free scan per window beats
+        // short vector loops over 5-13 outputs a row.
+        const T* gr = go + p * g.OH * g.OW;
+        for (int64_t oh = 0; oh < g.OH; ++oh)
+          for (int64_t ow = 0; ow < g.OW; ++ow) {
+            int64_t at0 = oh * g.kh * g.W + ow * g.kw, at = at0;
+            T m = xp[at0];
+            for (int64_t i = 0; i < g.kh; ++i)
+              for (int64_t j = 0; j < g.kw; ++j) {
+                int64_t k = at0 + i * g.W + j;
+                T v = xp[k];
+                bool take = v > m || v != v;
+                m = take ? v : m;
+                at = take ? k : at;
+              }
+            dp[at] += gr[oh * g.OW + ow];
+          }
+        continue;
+      }
+      for (int64_t oh = 0; oh < g.OH; ++oh) {
+        std::fill(best.begin(), best.end(), -std::numeric_limits<T>::infinity());
+        std::fill(at.begin(), at.end(), Idx{-1});
+        T* bp = best.data();
+        Idx* ap = at.data();
+        for_window_rows(g, pl, xp, oh, [&](const T* xr, Range r) {
+          auto base = static_cast<Idx>(xr - xp);  // flat index of xr[0] in the plane
+          auto step = static_cast<Idx>(g.sw);
+          for (int64_t ow = r.lo; ow < r.hi; ++ow) {
+            T v = xr[ow * g.sw];
+            bool take = v > bp[ow] || v != v || ap[ow] < 0;
+            bp[ow] = take ? v : bp[ow];
+            ap[ow] = take ? static_cast<Idx>(base + static_cast<Idx>(ow) * step) : ap[ow];
+          }
+        });
+        const T* gr = go + (p * g.OH + oh) * g.OW;
+        for (int64_t ow = 0; ow < g.OW; ++ow)
+          if (ap[ow] >= 0) dp[ap[ow]] += gr[ow];
+      }
+    }
   });
 }
 
 template <typename T>
-void max_pool_backward_ref(const PoolGeom& g, const T* x, const T* go, T* dx, int threads) {
-  for_planes<T>(g, threads, [&](int64_t p) {
-    const T* xp = x + p * g.H * g.W;
-    const T* gp = go + p * g.OH * g.OW;
-    T* dp = dx + p * g.H * g.W;
-    std::fill_n(dp, g.H * g.W, T(0));
-    for (int64_t oh = 0; oh < g.OH; ++oh)
-      for (int64_t ow = 0; ow < g.OW; ++ow) {
-        int64_t i = argmax_in(xp, window(g, oh, ow), g.W);
-        if (i >= 0) dp[i] += gp[oh * g.OW + ow];
-      }
+void avg_pool_fwd(const PoolGeom& g, const T* x, T* y, int threads) {
+  PoolPlan pl = pool_plan(g);
+  for_rows(g, threads, [&](int64_t p, int64_t oh) {
+    T* yr = y + (p * g.OH + oh) * g.OW;
+    std::fill_n(yr, g.OW, T(0));
+    for_window_rows(g, pl, x + p * g.H * g.W, oh, [&](const T* xr, Range r) {
+      for (int64_t ow = r.lo; ow < r.hi; ++ow) yr[ow] += xr[ow * g.sw];
+    });
+    // 0/0 = NaN for an empty window, as in PyTorch.
+    for (int64_t ow = 0; ow < g.OW; ++ow) yr[ow] /= static_cast<T>(pl.h.count[oh] * pl.w.count[ow]);
   });
 }
 
 template <typename T>
-void avg_pool_ref(const PoolGeom& g, const T* x, T* y, int threads) {
-  for_planes<T>(g, threads, [&](int64_t p) {
-    const T* xp = x + p * g.H * g.W;
-    T* yp = y + p * g.OH * g.OW;
-    for (int64_t oh = 0; oh < g.OH; ++oh)
-      for (int64_t ow = 0; ow < g.OW; ++ow) {
-        Window w = window(g, oh, ow);
-        T s = 0;
-        for (int64_t ih = w.h0; ih < w.h1; ++ih)
-          for (int64_t iw = w.w0; iw < w.w1; ++iw) s += xp[ih * g.W + iw];
-        yp[oh * g.OW + ow] = s / static_cast<T>(w.divisor);  // 0/0 = NaN, as in PyTorch
+void avg_pool_bwd(const PoolGeom& g, const T* go, T* dx, int threads) {
+  PoolPlan pl = pool_plan(g);
+  parallel_for(g.NC, grain_for(g.OH * g.OW * g.kh * g.kw + g.H * g.W), threads, [&](int64_t lo, int64_t hi) {
+    std::vector<T> share(static_cast<size_t>(g.OW));
+    for (int64_t p = lo; p < hi; ++p) {
+      T* dp = dx + p * g.H * g.W;
+      std::fill_n(dp, g.H * g.W, T(0));
+      for (int64_t oh = 0; oh < g.OH; ++oh) {
+        const T* gr = go + (p * g.OH + oh) * g.OW;
+        T* sp = share.data();
+        for (int64_t ow = 0; ow < g.OW; ++ow)
+          sp[ow] = gr[ow] / static_cast<T>(pl.h.count[oh] * pl.w.count[ow]);
+        for_window_rows(g, pl, dp, oh, [&](T* dr, Range r) {
+          for (int64_t ow = r.lo; ow < r.hi; ++ow) dr[ow * g.sw] += sp[ow];
+        });
       }
-  });
-}
-
-template <typename T>
-void avg_pool_backward_ref(const PoolGeom& g, const T* go, T* dx, int threads) {
-  for_planes<T>(g, threads, [&](int64_t p) {
-    const T* gp = go + p * g.OH * g.OW;
-    T* dp = dx + p * g.H * g.W;
-    std::fill_n(dp, g.H * g.W, T(0));
-    for (int64_t oh = 0; oh < g.OH; ++oh)
-      for (int64_t ow = 0; ow < g.OW; ++ow) {
-        Window w = window(g, oh, ow);
-        T v = gp[oh * g.OW + ow] / static_cast<T>(w.divisor);
-        for (int64_t ih = w.h0; ih < w.h1; ++ih)
-          for (int64_t iw = w.w0; iw < w.w1; ++iw) dp[ih * g.W + iw] += v;
-      }
+    }
   });
 }
 
@@ -595,14 +655,14 @@ void pool2d(KernelContext& c) {
     Tensor x = dense<T>(c.input(0), c.num_threads);
     into<T>(out, c.num_threads, [&](T* y) {
       if constexpr (std::is_same_v<T, float>) {
-        if (x.numel() > 0 && onednn_pool_ok(g, IsMax))
+        if (x.numel() > 0 && onednn_pool_ok(g, IsMax) && !getenv("NDF_NO_DNNL_POOL"))
           if (PrimPtr p = pool_forward_prim(g, IsMax, c.num_threads)) {
             execute(*p, {x.data<T>(), y}, c.num_threads);
             return;
           }
       }
-      if constexpr (IsMax) max_pool_ref<T>(g, x.template data<T>(), y, c.num_threads);
-      else avg_pool_ref<T>(g, x.template data<T>(), y, c.num_threads);
+      if constexpr (IsMax) max_pool_fwd<T>(g, x.template data<T>(), y, c.num_threads);
+      else avg_pool_fwd<T>(g, x.template data<T>(), y, c.num_threads);
     });
   });
 }
@@ -614,7 +674,10 @@ void max_pool2d_backward(KernelContext& c) {
   dispatch_float(c.input(1).dtype(), "max_pool2d_backward", [&]<typename T>() {
     Tensor x = dense<T>(c.input(0), c.num_threads), go = dense<T>(c.input(1), c.num_threads);
     into<T>(out, c.num_threads, [&](T* dx) {
-      max_pool_backward_ref<T>(g, x.template data<T>(), go.template data<T>(), dx, c.num_threads);
+      if (g.H * g.W < (int64_t{1} << 31))
+        max_pool_bwd<T, int32_t>(g, x.template data<T>(), go.template data<T>(), dx, c.num_threads);
+      else
+        max_pool_bwd<T, int64_t>(g, x.template data<T>(), go.template data<T>(), dx, c.num_threads);
     });
   });
 }
@@ -627,13 +690,13 @@ void avg_pool2d_backward(KernelContext& c) {
     Tensor go = dense<T>(c.input(1), c.num_threads);
     into<T>(out, c.num_threads, [&](T* dx) {
       if constexpr (std::is_same_v<T, float>) {
-        if (go.numel() > 0 && onednn_pool_ok(g, false))
+        if (go.numel() > 0 && onednn_pool_ok(g, false) && !getenv("NDF_NO_DNNL_POOL"))
           if (PrimPtr p = avg_pool_backward_prim(g, c.num_threads)) {
             execute(*p, {go.data<T>(), dx}, c.num_threads);
             return;
           }
       }
-      avg_pool_backward_ref<T>(g, go.template data<T>(), dx, c.num_threads);
+      avg_pool_bwd<T>(g, go.template data<T>(), dx, c.num_threads);
     });
   });
 }

@@ -78,6 +78,7 @@ void backward_float(KernelContext& c, F f) {
     binary_loop<T, T>(c.output(0), c.input(0), c.input(1), c.num_threads, f);
   });
 }
+void relu_grad(KernelContext& c) { backward_float(c, scalar::ReluGrad{}); }
 void leaky_relu_grad(KernelContext& c) {
   backward_float(c, scalar::LeakyReluGrad{c.attrs.get<double>("negative_slope", 0.01)});
 }
@@ -113,6 +114,7 @@ void register_math_kernels(KernelRegistry& r) {
   r.add("sigmoid", CPU, floats, unary_float<scalar::Sigmoid>);
   r.add("relu", CPU, numeric, unary_numeric<scalar::Relu>);
   r.add("leaky_relu", CPU, floats, leaky_relu);
+  r.add("relu_grad", CPU, floats, relu_grad);
   r.add("leaky_relu_grad", CPU, floats, leaky_relu_grad);
   r.add("gelu", CPU, floats, unary_float<scalar::Gelu>);
   r.add("gelu_grad", CPU, floats, gelu_grad);

@@ -8,6 +8,13 @@
 //   cast(x, dtype of x)           -> x
 //   permute(permute(x, p), q)     -> permute(x, p∘q), or x when that is the identity
 //   reshape(reshape(x, a), b)     -> reshape(x, b), or x when b is x's shape
+//   transpose(matmul(a, b))       -> matmul(transpose(b), transpose(a))  (last two
+//                                    axes; the matmul used nowhere else)
+//
+// The last one is about layout, not work: GEMM takes transposed operands for
+// free, and the product comes out contiguous instead of as a transposed view
+// (a weight gradient, (x^T g)^T, then reaches the optimizer update row-major
+// rather than with a stride of a whole row per element).
 //
 // NOTE: x+0 gives +0 where x is -0; the two compare equal, and grappler makes
 // the same trade. x*1, x/1, x-0 and double negation are exact, NaN included.
@@ -15,6 +22,7 @@
 // A rewrite that hands consumers x itself instead of a fresh copy of it is
 // skipped when x's storage can change during the run (a Variable, or a
 // buffer some op updates in place): the copy was a snapshot.
+#include <algorithm>
 #include <sstream>
 
 #include "runtime/passes/rewrite.h"
@@ -87,9 +95,63 @@ bool fully_known(const Shape& s) {
 }
 
 struct Counts {
-  int64_t identities = 0, double_neg = 0, casts = 0, permutes = 0, reshapes = 0;
-  int64_t total() const { return identities + double_neg + casts + permutes + reshapes; }
+  int64_t identities = 0, double_neg = 0, casts = 0, permutes = 0, reshapes = 0, products = 0;
+  int64_t total() const { return identities + double_neg + casts + permutes + reshapes + products; }
 };
+
+// Whether `p` swaps the last two axes and keeps the others.
+bool is_last_two_swap(const Ints& p) {
+  size_t r = p.size();
+  if (r < 2 || p[r - 2] != static_cast<int64_t>(r - 1) || p[r - 1] != static_cast<int64_t>(r - 2)) return false;
+  for (size_t i = 0; i + 2 < r; ++i)
+    if (p[i] != static_cast<int64_t>(i)) return false;
+  return true;
+}
+
+// transpose(matmul(a, b)) -> matmul(transpose(b), transpose(a)), rewriting the
+// permute node `id` in place into the product.
+bool transpose_product(Graph& g, const PassContext& ctx, int64_t id) {
+  const Node& n = *g.node(id);
+  Ints axes = normalized_axes(n);
+  const Node* mm = g.node(n.inputs[0].node);
+  if (!is_last_two_swap(axes) || mm->op->name() != "matmul" || !passes::is_pure(*mm) || ctx.preserved(mm->id))
+    return false;
+  size_t rank = axes.size();
+  for (const NodeOutput& e : mm->inputs)
+    if (g.meta(e).shape.size() != rank) return false;  // 1-d operands and broadcast ranks: leave them
+  for (const auto& [name, e] : g.outputs())
+    if (e.node == mm->id) return false;
+  for (const Node* other : g.nodes()) {  // the product must have no other consumer
+    if (other->id == id) continue;
+    for (const NodeOutput& e : other->inputs)
+      if (e.node == mm->id) return false;
+    for (int64_t c : other->control_inputs)
+      if (c == mm->id) return false;
+  }
+  auto transposed = [&](NodeOutput x) {
+    Node t;
+    t.op = &op_def("permute");
+    t.name = g.node(x.node)->name + "_T";
+    t.inputs = {x};
+    t.attrs = t.op->complete_attrs(Attrs{{"axes", axes}});
+    TensorMeta m = g.meta(x);
+    std::swap(m.shape[rank - 2], m.shape[rank - 1]);
+    t.outputs = {m};
+    return NodeOutput{g.add_node(std::move(t)), 0};
+  };
+  NodeOutput a = mm->inputs[0], b = mm->inputs[1];
+  Attrs mm_attrs = mm->attrs;
+  std::vector<int64_t> ctl = mm->control_inputs;
+  NodeOutput bt = transposed(b), at = transposed(a);
+  Node& m = *g.mutable_node(id);
+  m.op = &op_def("matmul");
+  m.inputs = {bt, at};
+  m.attrs = mm_attrs;
+  for (int64_t c : ctl)
+    if (std::find(m.control_inputs.begin(), m.control_inputs.end(), c) == m.control_inputs.end())
+      m.control_inputs.push_back(c);
+  return true;
+}
 
 // Tries every rule on node `id`; returns whether the graph changed.
 bool simplify(Graph& g, const PassContext& ctx, const passes::MutableStorage& mut, int64_t id, Counts& c) {
@@ -112,6 +174,10 @@ bool simplify(Graph& g, const PassContext& ctx, const passes::MutableStorage& mu
   if (op == "cast") {
     NodeOutput x = n->inputs[0];
     if (g.meta(x).dtype == n->outputs[0].dtype && !mut.may_change(g, x)) return to(x, c.casts);
+  }
+  if (op == "permute" && transpose_product(g, ctx, id)) {
+    ++c.products;
+    return true;
   }
   if (op == "permute") {
     Ints outer = normalized_axes(*n);
@@ -170,7 +236,7 @@ PassReport algebraic_pass(Graph& g, const PassContext& ctx) {
   std::ostringstream d;
   d << c.total() << " rewrites: " << c.identities << " identity-element ops, " << c.double_neg
     << " double negations, " << c.casts << " same-dtype casts, " << c.permutes << " permutes, " << c.reshapes
-    << " reshapes; removed " << dead << " nodes left unused";
+    << " reshapes, " << c.products << " transposed products; removed " << dead << " nodes left unused";
   rep.detail = d.str();
   return rep;
 }

@@ -304,6 +304,31 @@ TEST_CASE("algebraic simplification composes permutes and reshapes", "[passes]")
   CHECK(g.num_nodes() == 3);
 }
 
+TEST_CASE("algebraic simplification turns the transpose of a product into a product of transposes", "[passes]") {
+  Graph g;
+  Tensor y, shared, kept;
+  {
+    GraphScope s(g);
+    Tensor a = g.placeholder("a", {3, 5}, DType::f64);
+    Tensor b = g.placeholder("b", {3, 4}, DType::f64);
+    y = matmul(permute(a, {1, 0}), b.t().t()).t() * 2.0;  // (a^T b)^T, as a weight gradient comes out
+    Tensor p = matmul(permute(a, {1, 0}), b);
+    shared = p.t() + 0.5;  // the product is also used untransposed: leave it
+    kept = p * 3.0;
+  }
+  std::vector<NodeOutput> fetches = {g.edge(y), g.edge(shared), g.edge(kept)};
+  auto feeds = std::map<std::string, Tensor>{{"a", rnd({3, 5}, 7)}, {"b", rnd({3, 4}, 8)}};
+  PassReport r = run_checked(g, fetches, feeds, algebraic_pass);
+  CHECK(r.detail.find("1 transposed products") != std::string::npos);
+  // y's product now reads b^T and a^T (a^T^T collapsed to a) and is contiguous.
+  const Node* mm = g.node(g.node(fetches[0].node)->inputs[0].node);
+  REQUIRE(mm->op->name() == "matmul");
+  CHECK(g.node(mm->inputs[1].node)->op->name() == "placeholder");
+  Session optimized(g);
+  auto out = optimized.run({{"a", feeds["a"]}, {"b", feeds["b"]}}, {g.node(fetches[0].node)->name});
+  CHECK(out[0].shape() == Shape{4, 5});
+}
+
 TEST_CASE("algebraic simplification keeps copies of Variables and fetched nodes", "[passes]") {
   Graph g;
   Tensor v = rnd({2, 3}, 8).mark_variable("v");

@@ -234,6 +234,8 @@ add("logical_not", [np.array([True, False])], np.logical_not)
 add("stop_gradient", [X23], lambda a: a)
 add("leaky_relu", [away(X23, [0])], lambda a: np.where(a > 0, a, 0.2 * a), 0.2)
 add("leaky_relu", [away(X23, [0])], lambda a: np.where(a > 0, a, 0.01 * a))
+add("relu_grad", [away(X23, [0]), rnd(2, 3)], lambda a, g: np.where(a > 0, g, 0.0),
+    call=lambda x, g: nd.ops.relu_grad(x, g))
 add("leaky_relu_grad", [away(X23, [0]), rnd(2, 3)], lambda a, g: np.where(a > 0, g, 0.2 * g),
     call=lambda x, g: nd.ops.leaky_relu_grad(x, g, negative_slope=0.2))
 add("gelu_grad", [X23, rnd(2, 3)], np_gelu_grad, call=lambda x, g: nd.ops.gelu_grad(x, g))
@@ -691,7 +693,7 @@ INTERNAL = {
     # Registered ops that are not part of the public ndflow.<op> surface
     # (backward kernels, the fusion pass's op, optimizer updates, graph
     # constants): callable as ndflow.ops.<name>, sampled above through it.
-    "leaky_relu_grad", "gelu_grad", "slice_backward", "index_select_backward", "pad_backward",
+    "relu_grad", "leaky_relu_grad", "gelu_grad", "slice_backward", "index_select_backward", "pad_backward",
     "softmax_backward", "log_softmax_backward", "cross_entropy_backward", "conv2d_backward_data",
     "conv2d_backward_weight", "max_pool2d_backward", "avg_pool2d_backward", "constant", "fused_elementwise",
     "apply_sgd", "apply_momentum", "apply_adagrad", "apply_rmsprop", "apply_adam",
