@@ -189,8 +189,10 @@ Tensor conv_no_bias(const Tensor& x, const Tensor& w, const Attrs& a) {
 
 Grads grad_conv2d(G g) {
   Tensor go = g.grad_output(0);
-  if (g.attrs().get<std::string>("activation", "none") == "relu")
-    go = where(g.output(0) > 0.0, go, scalar(0.0, go.dtype()));
+  if (g.attrs().get<std::string>("activation", "none") == "relu") {
+    static const OpDef& relu_grad = op_def("relu_grad");  // y > 0 exactly where the input of relu was
+    go = call_op1(relu_grad, {g.output(0), go});
+  }
   const Tensor &x = g.input(0), &w = g.input(1);
   Grads r(g.num_inputs());
   if (g.needs_input_grad(0)) r[0] = backward_data(go, w, x, g.attrs());
