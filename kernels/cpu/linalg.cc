@@ -121,9 +121,33 @@ void sgemm(char ta, char tb, int64_t M, int64_t N, int64_t K, const float* A, in
 // (each sgemm single-threaded) instead of spreading every small GEMM.
 constexpr int64_t kSmallGemm = 64 * 64 * 64;
 
+// An outer product (K == 1: a weight gradient at batch 1) is one scaled row
+// per output row; GEMM's packing costs more than the product itself. Each
+// element is the single rounded product a*b, as sgemm with beta = 0 gives.
+void outer_product(const BatchedGemm& p, const float* A, const float* B, float* C, int threads) {
+  const float* a = A + p.a_off[0];
+  const float* b = B + p.b_off[0];
+  const int64_t N = p.N, bs = p.b.cs, as = p.a.rs;
+  parallel_for(p.M, std::max<int64_t>(1, 16384 / std::max<int64_t>(N, 1)), threads, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const float ai = a[i * as];
+      float* c = C + p.c_off[0] + i * p.ldc;
+      if (bs == 1) {
+        for (int64_t j = 0; j < N; ++j) c[j] = ai * b[j];
+      } else {
+        for (int64_t j = 0; j < N; ++j) c[j] = ai * b[j * bs];
+      }
+    }
+  });
+}
+
 void sgemm_batched(const BatchedGemm& p, const float* A, const float* B, float* C, int threads) {
   Layout la = blas_layout(p.a), lb = blas_layout(p.b);
   int64_t nbatch = p.batch();
+  if (nbatch == 1 && p.K == 1 && p.M * p.N >= 4096) {
+    outer_product(p, A, B, C, threads);
+    return;
+  }
   // NOTE: dnnl_sgemm sizes its OpenMP team by omp_get_max_threads(), an ICV of
   // the calling thread: a thread that never saw set_num_threads (an executor
   // worker) would otherwise use every core.

@@ -217,6 +217,15 @@ class _Trace:
         self.optimizers = optimizers
 
 
+# Bumped whenever a module's training flag changes, so that a cached trace
+# re-checks the flags it was traced with only after such a change.
+_mode_epoch = [0]
+
+
+def training_flags_changed():
+    _mode_epoch[0] += 1
+
+
 class _Entry:
     """One traced signature: its graph and compiled step."""
 
@@ -232,6 +241,7 @@ class _Entry:
         self.modules = [(weakref.ref(m), m.training) for m in dict.fromkeys(trace.modules)]
         self.optimizers = [(weakref.ref(o), o.hyperparameter_version) for o in dict.fromkeys(trace.optimizers)]
         self.compiled = compiled
+        self.mode_epoch = -1
 
     def stale(self):
         """An optimizer the trace stepped has other settings now (versions only grow)."""
@@ -240,6 +250,14 @@ class _Entry:
             if o is not None and o.hyperparameter_version != version:
                 return True
         return False
+
+    def valid(self):
+        """Traced with the current training flags and optimizer settings."""
+        if self.mode_epoch != _mode_epoch[0]:
+            if not self.modes_match():
+                return False
+            self.mode_epoch = _mode_epoch[0]
+        return not self.optimizers or not self.stale()
 
     def modes_match(self):
         for ref, flag in self.modules:
@@ -259,6 +277,7 @@ class Function:
         self._cache = {}
         self._last = None
         self._last_call = None  # (key, [(path, _Spec)]) of the latest call, for export
+        self._fast = {}         # (shapes, dtypes, grad mode) of all-tensor calls -> entry
         self.trace_count = 0  # how often the Python body ran (once per signature)
         try:
             self._param_names = [p.name for p in inspect.signature(fn).parameters.values()
@@ -286,6 +305,16 @@ class Function:
     def __call__(self, *args, **kwargs):
         if _stack():  # called from inside another trace: inline it
             return self._fn(*args, **kwargs)
+        # Fast path, the common training-step call f(x, y): only tensors,
+        # positionally, with a signature seen before.
+        fast = None
+        if not kwargs and all(type(a) is Tensor for a in args):
+            fast = (tuple([a.shape for a in args]), tuple([a.dtype for a in args]), _C.is_grad_enabled())
+            entry = self._fast.get(fast)
+            if entry is not None and entry.valid() and not any(a.is_symbolic for a in args):
+                self._last = entry
+                self._last_call = entry.call_spec
+                return self._run(entry, args)
         key, tensors = self._signature(args, kwargs)
         specs = [(p, _Spec(t)) for p, t in tensors]
         self._last_call = (key, specs)
@@ -300,7 +329,13 @@ class Function:
             compiled = _C.CompiledFunction(session, trace.input_names, fetches, trace.graph.side_effect_nodes())
             entry = _Entry(trace, compiled)
             self._cache.setdefault(key, []).append(entry)
+        entry.call_spec = (key, specs)
+        if fast is not None:
+            self._fast[fast] = entry
         self._last = entry
+        return self._run(entry, [t for _, t in tensors])
+
+    def _run(self, entry, tensors):
         for p in entry.unzeroed:
             if p.grad is not None:
                 raise RuntimeError(
@@ -308,14 +343,15 @@ class Function:
                     f"{self.__name__} does not reset it before backward(): a compiled step cannot add to an "
                     "existing .grad. Call opt.zero_grad() inside the traced function (as in a PyTorch training "
                     "step) or before each call.")
-        outs = entry.compiled([t for _, t in tensors])
+        outs = entry.compiled(list(tensors))
         n = entry.num_outputs
-        for p, g in zip(entry.grad_params, outs[n:]):
-            _grad_property.fset(p, g)
+        if entry.grad_params:
+            _C.set_grads(entry.grad_params, outs[n:])
         return _unflatten_outputs(entry.out_template, iter(outs[:n]))
 
     def _prune(self):
         """Drops traces whose optimizer settings changed (they never match again)."""
+        self._fast = {k: e for k, e in self._fast.items() if not e.stale()}
         for k in list(self._cache):
             live = [e for e in self._cache[k] if not e.stale()]
             if live:

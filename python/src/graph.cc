@@ -2,7 +2,10 @@
 // registry-driven op call (every registered op by name).
 #include <pybind11/functional.h>
 
+#include <algorithm>
+
 #include "bindings.h"
+#include "runtime/executor.h"
 
 namespace ndflow::python {
 
@@ -91,19 +94,37 @@ struct PyGraphScope {
 };
 
 // A compiled graph with its feed, fetch and target names: one call per step.
+// It holds the CompiledGraph itself and feeds it by position, so a step costs
+// no name lookups (the per-step overhead of a traced training step).
 struct CompiledFunction {
   std::shared_ptr<Session> session;
   std::vector<std::string> inputs, fetches, targets;
+  CompiledGraph* graph = nullptr;
+  std::vector<size_t> order;  // graph feed k <- argument order[k]
+
+  void bind() {
+    graph = &session->compiled(fetches, targets);
+    order.clear();
+    for (const std::string& name : graph->feed_names()) {
+      auto it = std::find(inputs.begin(), inputs.end(), name);
+      NDF_CHECK(it != inputs.end(), InternalError, "compiled function: the graph needs input '", name,
+                "' that is not among its arguments");
+      order.push_back(static_cast<size_t>(it - inputs.begin()));
+    }
+  }
 
   std::vector<Tensor> run(const std::vector<Tensor>& args) {
     if (args.size() != inputs.size())
       throw py::type_error("compiled function takes " + std::to_string(inputs.size()) + " tensors, got " +
                            std::to_string(args.size()));
-    std::vector<std::pair<std::string, Tensor>> feeds;
-    feeds.reserve(args.size());
-    for (size_t i = 0; i < args.size(); ++i) feeds.emplace_back(inputs[i], args[i]);
+    for (size_t i = 0; i < args.size(); ++i)
+      if (!args[i].defined()) throw py::type_error("compiled function: argument " + std::to_string(i) + " is None");
+    if (graph->source_id_bound() != session->graph().id_bound()) bind();  // the graph grew: recompile
+    std::vector<Tensor> feeds;
+    feeds.reserve(order.size());
+    for (size_t i : order) feeds.push_back(args[i]);
     py::gil_scoped_release nogil;
-    return session->run(feeds, fetches, targets);
+    return graph->run_ordered(feeds);
   }
 };
 
@@ -202,6 +223,11 @@ void bind_graph(py::module_& m) {
                         const std::vector<Tensor>& gys, bool zeros) {
     return tensors_or_none(gradients(ys, xs, gys, zeros));
   }, py::arg("ys"), py::arg("xs"), py::arg("grad_ys") = std::vector<Tensor>{}, py::arg("zeros_for_unused") = false);
+  m.def("set_grads", [](const std::vector<Tensor>& params, const std::vector<Tensor>& grads) {
+    NDF_CHECK(params.size() <= grads.size(), ValueError, "set_grads: ", params.size(), " params but ",
+              grads.size(), " gradients");
+    for (size_t i = 0; i < params.size(); ++i) Tensor(params[i]).set_grad(grads[i]);
+  }, py::arg("params"), py::arg("grads"), "Sets params[i].grad = grads[i] (one call per compiled step)");
   m.def("trainable_variables", &trainable_variables, py::arg("ys"));
 
   py::class_<RunStats>(m, "RunStats")
@@ -220,7 +246,9 @@ void bind_graph(py::module_& m) {
   py::class_<CompiledFunction>(m, "CompiledFunction")
       .def(py::init([](std::shared_ptr<Session> s, std::vector<std::string> in, std::vector<std::string> fetch,
                        std::vector<std::string> targets) {
-             return CompiledFunction{std::move(s), std::move(in), std::move(fetch), std::move(targets)};
+             CompiledFunction f{std::move(s), std::move(in), std::move(fetch), std::move(targets)};
+             f.bind();
+             return f;
            }), py::arg("session"), py::arg("inputs"), py::arg("fetches"), py::arg("targets"))
       .def("__call__", &CompiledFunction::run)
       .def_property_readonly("session", [](const CompiledFunction& f) { return f.session; });

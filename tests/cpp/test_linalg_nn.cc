@@ -35,9 +35,9 @@ double f32_atol(int64_t K) { return 2e-6 * static_cast<double>(std::max<int64_t>
 
 }  // namespace
 
-TEST_CASE("matmul f32 and f64 match a naive reference, any transposition", "[linalg]") {
+TEST_CASE("matmul f32 and f64 match a naive reference, any transposition (outer products too)", "[linalg]") {
   struct Size { int64_t M, N, K; };
-  for (Size s : {Size{1, 1, 1}, Size{3, 5, 7}, Size{65, 129, 33}, Size{256, 256, 256}}) {
+  for (Size s : {Size{1, 1, 1}, Size{3, 5, 7}, Size{65, 129, 33}, Size{256, 256, 256}, Size{300, 70, 1}}) {
     for (int ta = 0; ta < 2; ++ta)
       for (int tb = 0; tb < 2; ++tb) {
         INFO("M=" << s.M << " N=" << s.N << " K=" << s.K << " transA=" << ta << " transB=" << tb);

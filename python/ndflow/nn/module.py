@@ -4,7 +4,7 @@ from collections import OrderedDict, namedtuple
 from .. import _C
 from .._C import Tensor
 from ..autograd import no_grad
-from ..function import current_trace
+from ..function import current_trace, training_flags_changed
 from .parameter import Parameter, make_buffer
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -23,6 +23,8 @@ class Module:
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
             raise AttributeError("call super().__init__() before assigning attributes of a Module")
+        if name == "training":
+            training_flags_changed()
         is_buffer = name in self.__dict__.get("_buffer_names", ())
         if name in self._parameters and value is not None and not isinstance(value, (Parameter, Module)):
             raise TypeError(f"cannot assign a {type(value).__name__} to parameter '{name}' "
@@ -149,6 +151,7 @@ class Module:
     def train(self, mode=True):
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
+        training_flags_changed()  # compiled functions re-check the flags they were traced with
         return self
 
     def eval(self):
