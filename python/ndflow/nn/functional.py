@@ -1,6 +1,7 @@
 """Functional forms of the layers (torch.nn.functional spellings)."""
 from .. import _C, _ops
 from .._ops import softmax, log_softmax, relu, gelu, sigmoid, tanh, silu, leaky_relu  # noqa: F401
+from .._ops import conv2d, max_pool2d, avg_pool2d  # noqa: F401
 
 
 def linear(x, weight, bias=None):

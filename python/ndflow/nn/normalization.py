@@ -1,0 +1,2 @@
+"""Normalization layers (BatchNorm1d/2d, LayerNorm)."""
+__all__ = []

@@ -1,0 +1,2 @@
+"""Recurrent layers (LSTM), built from ops."""
+__all__ = []
