@@ -1,15 +1,18 @@
-"""Fashion-MNIST MLP training: ndflow (eager and @nd.function graph) vs PyTorch eager.
+"""Fashion-MNIST training, MLP and CNN: ndflow (eager and @nd.function graph) vs PyTorch eager.
 
-    .venv/bin/python bench/fashion_mnist_vs_torch.py             # 3 rounds x 1 epoch
+    .venv/bin/python bench/fashion_mnist_vs_torch.py             # MLP, 3 rounds x 1 epoch
+    .venv/bin/python bench/fashion_mnist_vs_torch.py --model cnn # the CNN (--model both: one, then the other)
     .venv/bin/python bench/fashion_mnist_vs_torch.py --quick     # smoke run on a subset
     .venv/bin/python bench/fashion_mnist_vs_torch.py --rounds 5 --epochs 2
 
-Same work on every side (see shared/BENCHMARKING.md): MLP 784-256-128-10 with
+Same work on every side (see shared/BENCHMARKING.md): MLP 784-256-128-10 or
+CNN conv3x3(32)-relu-maxpool2-conv3x3(64)-relu-maxpool2-fc128-relu-fc10 (no
+padding: 28 -> 26 -> 13 -> 11 -> 5) with
 initial weights drawn by NumPy from --seed, Fashion-MNIST scaled to float32/255
 once by the parent and read by every worker from the same .npy files, one NumPy
 permutation per epoch (drop-last batches of 128), SGD lr 0.05 momentum 0.9,
 2 threads. Each configuration runs in its own subprocess
-(`--worker torch|nd-eager|nd-graph`, one "RESULT {json}" line), alternated
+(`--worker torch|nd-eager|nd-graph --model mlp|cnn`, one "RESULT {json}" line), alternated
 round by round: torch, nd-eager, nd-graph, torch, ...
 
 Per worker: a few warm-up steps (allocation, oneDNN primitives, tracing), then
@@ -37,15 +40,28 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIZES = [784, 256, 128, 10]
+CNN_CHANNELS = [1, 32, 64]      # 3x3 convolutions without padding, each followed by relu and a 2x2 max pool
+CNN_FC = [64 * 5 * 5, 128, 10]  # 28 -> 26 -> 13 -> 11 -> 5
+MODELS = {"mlp": "MLP " + "-".join(map(str, SIZES)),
+          "cnn": "CNN conv32-pool-conv64-pool-fc128-fc10 (3x3, 2x2 max pools)"}
 CONFIGS = ["torch", "nd-eager", "nd-graph"]
 MIN_PEER_GFLOPS = 150.0
+ACC_TOLERANCE = 0.01  # ndflow's test accuracy may be at most this much below PyTorch's
 # (label, ndflow config, metric, target ratio, stretch target) -- ratio = ndflow / PyTorch
-TARGETS = [("epoch time, graph", "nd-graph", "epoch", 0.8, 0.7),
-           ("epoch time, eager", "nd-eager", "epoch", 1.0, None),
-           ("step at batch 1, graph", "nd-graph", "b1", 0.25, None),
-           ("step at batch 1, eager", "nd-eager", "b1", None, None),
-           ("peak memory, graph", "nd-graph", "mem", 1.0, None),
-           ("peak memory, eager", "nd-eager", "mem", 1.0, None)]
+TARGETS = {
+    "mlp": [("epoch time, graph", "nd-graph", "epoch", 0.8, 0.7),
+            ("epoch time, eager", "nd-eager", "epoch", 1.0, None),
+            ("step at batch 1, graph", "nd-graph", "b1", 0.25, None),
+            ("step at batch 1, eager", "nd-eager", "b1", None, None),
+            ("peak memory, graph", "nd-graph", "mem", 1.0, None),
+            ("peak memory, eager", "nd-eager", "mem", 1.0, None)],
+    "cnn": [("epoch time, graph", "nd-graph", "epoch", 0.8, 0.6),
+            ("epoch time, eager", "nd-eager", "epoch", 1.0, None),
+            ("step at batch 1, graph", "nd-graph", "b1", None, None),
+            ("step at batch 1, eager", "nd-eager", "b1", None, None),
+            ("peak memory, graph", "nd-graph", "mem", 1.0, None),
+            ("peak memory, eager", "nd-eager", "mem", 1.0, None)],
+}
 
 
 # ----------------------------------------------------------------- memory
@@ -70,23 +86,51 @@ def _reset_peak_rss():
 
 # ------------------------------------------------------------- the model
 
-def initial_weights(seed):
-    """{state-dict name: array} for Sequential(Flatten, Linear, ReLU, Linear, ReLU, Linear),
-    uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) like torch.nn.Linear's bias."""
+def initial_weights(seed, model="mlp"):
+    """{state-dict name: array} for the Sequential that make_layers builds, every weight and
+    bias uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) (torch.nn.Linear's and Conv2d's default
+    bounds: Kaiming-uniform with a = sqrt(5) gives exactly that for the weights)."""
     rng = np.random.default_rng(seed)
     out = {}
-    for k, (fan_in, fan_out) in enumerate(zip(SIZES[:-1], SIZES[1:])):
+
+    def draw(name, shape, fan_in):
         bound = 1.0 / np.sqrt(fan_in)
-        out[f"{2 * k + 1}.weight"] = rng.uniform(-bound, bound, (fan_out, fan_in)).astype(np.float32)
-        out[f"{2 * k + 1}.bias"] = rng.uniform(-bound, bound, (fan_out,)).astype(np.float32)
+        out[f"{name}.weight"] = rng.uniform(-bound, bound, shape).astype(np.float32)
+        out[f"{name}.bias"] = rng.uniform(-bound, bound, (shape[0],)).astype(np.float32)
+
+    if model == "cnn":
+        for k, (cin, cout) in enumerate(zip(CNN_CHANNELS[:-1], CNN_CHANNELS[1:])):
+            draw(str(3 * k), (cout, cin, 3, 3), cin * 9)
+        first_fc = 3 * (len(CNN_CHANNELS) - 1) + 1
+        for k, (fan_in, fan_out) in enumerate(zip(CNN_FC[:-1], CNN_FC[1:])):
+            draw(str(first_fc + 2 * k), (fan_out, fan_in), fan_in)
+        return out
+    for k, (fan_in, fan_out) in enumerate(zip(SIZES[:-1], SIZES[1:])):
+        draw(str(2 * k + 1), (fan_out, fan_in), fan_in)
     return out
+
+
+def make_layers(nn, model):
+    """The layers of the model, the same on both sides: for the MLP Flatten, Linear, ReLU, ...;
+    for the CNN (Conv2d, ReLU, MaxPool2d) x 2, Flatten, Linear, ReLU, Linear."""
+    if model == "cnn":
+        layers = []
+        for cin, cout in zip(CNN_CHANNELS[:-1], CNN_CHANNELS[1:]):
+            layers += [nn.Conv2d(cin, cout, 3), nn.ReLU(), nn.MaxPool2d(2)]
+        layers.append(nn.Flatten())
+        sizes = CNN_FC
+    else:
+        layers, sizes = [nn.Flatten()], SIZES
+    for k, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers += [nn.Linear(fan_in, fan_out)] + ([nn.ReLU()] if k < len(sizes) - 2 else [])
+    return layers
 
 
 def epoch_order(seed, epoch, n):
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def build(worker, threads, weights):
+def build(worker, threads, weights, model_kind="mlp"):
     """(framework, from_numpy, model, step, reset, no_grad) for one configuration."""
     if worker == "torch":
         import torch as fw
@@ -95,10 +139,7 @@ def build(worker, threads, weights):
     fw.set_num_threads(threads)
     fw.manual_seed(0)
     nn, from_numpy = fw.nn, fw.from_numpy
-    layers = [nn.Flatten()]
-    for k, (fan_in, fan_out) in enumerate(zip(SIZES[:-1], SIZES[1:])):
-        layers += [nn.Linear(fan_in, fan_out)] + ([nn.ReLU()] if k < len(SIZES) - 2 else [])
-    model = nn.Sequential(*layers)
+    model = nn.Sequential(*make_layers(nn, model_kind))
     loss_fn = nn.CrossEntropyLoss()
     opt = fw.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
 
@@ -133,7 +174,9 @@ def worker_main(a):
     d = a.data
     X, Y = np.load(f"{d}/x_train.npy"), np.load(f"{d}/y_train.npy")
     Xt, Yt = np.load(f"{d}/x_test.npy"), np.load(f"{d}/y_test.npy")
-    weights = initial_weights(a.seed)
+    if a.model == "cnn":  # NCHW views: batches X[idx] are [B, 1, 28, 28]
+        X, Xt = X.reshape(-1, 1, 28, 28), Xt.reshape(-1, 1, 28, 28)
+    weights = initial_weights(a.seed, a.model)
     rss_before_import = _status_kb("VmRSS")
     if a.worker == "torch":
         import torch
@@ -150,7 +193,7 @@ def worker_main(a):
     hwm_reset = _reset_peak_rss()
     rss_base = _status_kb("VmRSS")
 
-    fw, from_numpy, model, step, reset, no_grad = build(a.worker, a.threads, weights)
+    fw, from_numpy, model, step, reset, no_grad = build(a.worker, a.threads, weights, a.model)
     n, bs = len(X), a.batch
     nbatches = n // bs
 
@@ -201,7 +244,7 @@ def worker_main(a):
     peak = hwm if hwm_reset else max(hwm or 0, maxrss)
     threads = fw.get_num_threads()
     print("RESULT " + json.dumps({
-        "worker": a.worker, "version": version, "threads": threads,
+        "worker": a.worker, "model": a.model, "version": version, "threads": threads,
         "epoch_s": epoch_s, "samples_per_epoch": nbatches * bs, "warmup_s": warmup_s,
         "first_loss": first_loss, "last_loss": last_loss, "accuracy": accuracy,
         "b1_us": statistics.median(b1) * 1e6 if b1 else None,
@@ -252,7 +295,7 @@ def peer_info(threads):
 
 
 def run_worker(name, a):
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--data", a.data,
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--model", a.model, "--data", a.data,
            "--epochs", str(a.epochs), "--seed", str(a.seed), "--batch", str(a.batch),
            "--threads", str(a.threads), "--warmup", str(a.warmup),
            "--b1-steps", str(a.b1_steps), "--b1-warmup", str(a.b1_warmup)]
@@ -272,7 +315,7 @@ def med(v):
     return statistics.median(v) if v else float("nan")
 
 
-def summarize(results, peer_ok):
+def summarize(results, peer_ok, model="mlp"):
     """Per configuration: (epoch min, epoch median, samples/s at min, accuracy, memory, b1)."""
     rows = {}
     for name, runs in results.items():
@@ -300,7 +343,7 @@ def summarize(results, peer_ok):
         return
     t = rows["torch"]
     print(f"\n{'ratio ndflow / PyTorch':<26} {'by min':>7} {'by median':>9}  target")
-    for label, name, metric, target, stretch in TARGETS:
+    for label, name, metric, target, stretch in TARGETS[model]:
         r = rows.get(name)
         if not r:
             continue
@@ -317,10 +360,18 @@ def summarize(results, peer_ok):
             goal += ": met" if lo <= target else ": MISSED"
         print(f"{label:<26} {lo:>6.2f}x {mid:>8.2f}x  {goal}")
     print("  verdicts use the 'by min' column (the uncontended runs)")
+    for name in ("nd-graph", "nd-eager"):
+        r = rows.get(name)
+        if r:
+            diff = r["acc"] - t["acc"]
+            verdict = "met" if diff >= -ACC_TOLERANCE else "MISSED"
+            print(f"test accuracy, {name[3:]:<5}       {diff * 100:+6.2f} points vs PyTorch's {t['acc']:.4f}  "
+                  f">= -{ACC_TOLERANCE * 100:.1f}: {verdict}")
 
 
 def parent_main(a):
-    print(f"ndflow Fashion-MNIST MLP {'-'.join(map(str, SIZES))}, batch {a.batch}, "
+    models = ["mlp", "cnn"] if a.model == "both" else [a.model]
+    print(f"ndflow Fashion-MNIST {' and '.join(MODELS[m] for m in models)}, batch {a.batch}, "
           f"SGD lr 0.05 momentum 0.9, {a.threads} threads, {a.rounds} round(s) x {a.epochs} epoch(s)"
           f"{' [quick: subset]' if a.quick else ''}")
     try:
@@ -339,7 +390,7 @@ def parent_main(a):
               f"{gflops if gflops is None else round(gflops, 1)} GFLOP/s"
               + ("" if peer_ok else f" (< {MIN_PEER_GFLOPS:.0f}: peer misconfigured, no ratios)"))
     configs = [c for c in CONFIGS if c != "torch" or version is not None]
-    results = {c: [] for c in configs}
+    all_results = {m: {c: [] for c in configs} for m in models}
     own_dir = a.data is None
     a.data = a.data or tempfile.mkdtemp(prefix="ndflow_fmnist_")
     try:
@@ -347,28 +398,39 @@ def parent_main(a):
         prepare_data(a.root, a.data, a.n_train, a.n_test)
         print(f"data: {a.n_train or 60000} train / {a.n_test or 10000} test images prepared "
               f"in {time.perf_counter() - t0:.2f} s")
-        for rnd in range(a.rounds):
-            for c in configs:
-                r = run_worker(c, a)
-                results[c].append(r)
-                if "error" in r:
-                    print(f"round {rnd + 1} {c}: ERROR {r['error']}")
-                else:
-                    print(f"round {rnd + 1} {c:<8}: epochs " + " ".join(f"{t:.3f}s" for t in r["epoch_s"])
-                          + f"  acc {r['accuracy']:.4f}  b1 {r['b1_us']:.1f} us"
-                          f"  mem +{r['peak_above_base_mb']:.1f} MB  (warm-up {r['warmup_s']:.2f}s)")
+        for model in models:
+            a.model = model
+            results = all_results[model]
+            print(f"\n== {MODELS[model]}")
+            for rnd in range(a.rounds):
+                for c in configs:
+                    r = run_worker(c, a)
+                    results[c].append(r)
+                    if "error" in r:
+                        print(f"round {rnd + 1} {c}: ERROR {r['error']}")
+                    else:
+                        print(f"round {rnd + 1} {c:<8}: epochs " + " ".join(f"{t:.3f}s" for t in r["epoch_s"])
+                              + f"  acc {r['accuracy']:.4f}  b1 {r['b1_us']:.1f} us"
+                              f"  mem +{r['peak_above_base_mb']:.1f} MB  (warm-up {r['warmup_s']:.2f}s)")
+            summarize(results, peer_ok, model)
+            try:
+                print(f"load average now: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+            except OSError:
+                pass
     finally:
         if own_dir:
             shutil.rmtree(a.data, ignore_errors=True)
-    summarize(results, peer_ok)
-    print("\ntargets: graph epoch <= 0.8x PyTorch (aim 0.7x), eager epoch <= 1.0x, "
-          "batch-1 step (graph) <= 0.25x, memory <= PyTorch's")
-    return 1 if any("error" in r for runs in results.values() for r in runs) else 0
+    print("\ntargets: MLP graph epoch <= 0.8x PyTorch (aim 0.7x), CNN graph epoch <= 0.8x (aim 0.6x), eager "
+          f"epoch <= 1.0x, MLP batch-1 step (graph) <= 0.25x, memory <= PyTorch's, test accuracy at most "
+          f"{ACC_TOLERANCE * 100:.0f} point below PyTorch's")
+    return 1 if any("error" in r for res in all_results.values() for runs in res.values() for r in runs) else 0
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--worker", choices=CONFIGS, help="internal: run one configuration")
+    p.add_argument("--model", choices=["mlp", "cnn", "both"], default="mlp",
+                   help="the model to train (both: the MLP, then the CNN; default mlp)")
     p.add_argument("--rounds", type=int, help="alternated rounds (default 3; quick: 1)")
     p.add_argument("--epochs", type=int, help="timed epochs per run (default 1)")
     p.add_argument("--quick", action="store_true", help="short smoke run on a subset")
@@ -389,6 +451,8 @@ def main():
     a.b1_steps = a.b1_steps if a.b1_steps is not None else (200 if q else 2000)
     a.n_train, a.n_test = (8192, 2000) if q else (None, None)
     if a.worker:
+        if a.model == "both":
+            p.error("a worker runs one model")
         os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))  # before any import of torch/ndflow
         return worker_main(a)
     return parent_main(a)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Train an MLP (784-256-128-10) on Fashion-MNIST with ndflow.
+"""Train an MLP (784-256-128-10) or a small CNN on Fashion-MNIST with ndflow.
 
-    python examples/fashion_mnist.py                  # graph mode, 3 epochs
+    python examples/fashion_mnist.py                  # MLP, graph mode, 3 epochs
+    python examples/fashion_mnist.py --model cnn      # conv32-pool-conv64-pool-fc128-fc10
     python examples/fashion_mnist.py --mode eager --optimizer adam --lr 1e-3
 
 The training step is ordinary PyTorch-style code; in graph mode (the default)
@@ -29,6 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", choices=["mlp", "cnn"], default="mlp",
+                   help="mlp: 784-256-128-10; cnn: conv3x3(32)-relu-maxpool2-conv3x3(64)-relu-maxpool2-"
+                        "fc128-relu-fc10")
     p.add_argument("--mode", choices=["graph", "eager"], default="graph",
                    help="graph: compile the training step with @ndflow.function (default); eager: run op by op")
     p.add_argument("--epochs", type=int, default=3)
@@ -54,7 +58,14 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def make_model():
+MODELS = {"mlp": "MLP 784-256-128-10", "cnn": "CNN conv32-pool-conv64-pool-fc128-fc10"}
+
+
+def make_model(kind="mlp"):
+    if kind == "cnn":  # 1x28x28 -> 32x26x26 -> 32x13x13 -> 64x11x11 -> 64x5x5
+        return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Flatten(), nn.Linear(64 * 5 * 5, 128), nn.ReLU(), nn.Linear(128, 10))
     return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(),
                          nn.Linear(128, 10))
 
@@ -128,7 +139,7 @@ def main(argv=None):
     except FileNotFoundError as e:
         sys.exit(f"fashion_mnist: {e}")
 
-    model = make_model()
+    model = make_model(args.model)
     opt = make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum)
     loss_fn = nn.CrossEntropyLoss()
 
@@ -159,10 +170,10 @@ def main(argv=None):
         model.train()
         return correct / len(x_test)
 
-    print(f"Fashion-MNIST MLP 784-256-128-10 | mode {args.mode} | {args.optimizer} lr {args.lr} | "
+    print(f"Fashion-MNIST {MODELS[args.model]} | mode {args.mode} | {args.optimizer} lr {args.lr} | "
           f"batch {args.batch_size} | {args.threads} threads | seed {args.seed}")
     history = {"step_loss": [], "train_loss": [], "test_acc": [], "seconds": [],
-               "title": f"ndflow MLP, {args.mode} mode, {args.optimizer} lr {args.lr}, batch {args.batch_size}"}
+               "title": f"ndflow {args.model.upper()}, {args.mode} mode, {args.optimizer} lr {args.lr}, batch {args.batch_size}"}
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = Path(args.checkpoint) if args.checkpoint else out / "checkpoint.ndf"
@@ -209,7 +220,7 @@ def main(argv=None):
     if args.save_params:
         nd._C.save_tensors(args.save_params, list(model.state_dict().items()), {})
 
-    png = out / f"curves_{args.mode}.png"
+    png = out / (f"curves_{args.mode}.png" if args.model == "mlp" else f"curves_{args.model}_{args.mode}.png")
     try:
         plot(history, png)
         print(f"wrote {png}")
@@ -217,12 +228,13 @@ def main(argv=None):
         print("matplotlib is missing: no plot (tools/setup.sh installs it)")
 
     if not args.skip_export:
-        export_and_check(model, out, x_test, y_test, history["test_acc"][-1])
+        export_and_check(model, out, x_test, y_test, history["test_acc"][-1], args.model, args.threads)
     return history
 
 
-def export_and_check(model, out, x_test, y_test, accuracy):
-    """Exports the eval-mode model and runs ndflow-run on the whole test set."""
+def export_and_check(model, out, x_test, y_test, accuracy, kind="mlp", threads=2):
+    """Exports the eval-mode model and runs ndflow-run on the whole test set
+    (the CNN in chunks of 2500 images, to bound the activations' memory)."""
     model.eval()
 
     @nd.function
@@ -231,19 +243,23 @@ def export_and_check(model, out, x_test, y_test, accuracy):
 
     with nd.no_grad():
         classify(nd.from_numpy(x_test[:2]))
-    path = out / "mlp.ndf"
+    path = out / f"{kind}.ndf"
     nd.save(classify, path)
     print(f"exported the eval-mode model to {path}")
     runner = find_ndflow_run()
     if runner is None:
         print("ndflow-run not found (build it with tools/build.sh): skipped the standalone check")
         return
+    chunk = len(x_test) if kind == "mlp" else 2500
+    preds = []
     with tempfile.TemporaryDirectory() as tmp:
-        np.save(Path(tmp) / "x.npy", x_test)
-        cmd = [runner, str(path), "--input", f"images={Path(tmp) / 'x.npy'}", "--output",
-               f"output_0={Path(tmp) / 'pred.npy'}"]
-        subprocess.run(cmd, check=True)
-        pred = np.load(Path(tmp) / "pred.npy")
+        for i in range(0, len(x_test), chunk):
+            np.save(Path(tmp) / "x.npy", x_test[i:i + chunk])
+            cmd = [runner, str(path), "--threads", str(threads), "--input", f"images={Path(tmp) / 'x.npy'}",
+                   "--output", f"output_0={Path(tmp) / 'pred.npy'}"]
+            subprocess.run(cmd, check=True)
+            preds.append(np.load(Path(tmp) / "pred.npy"))
+    pred = np.concatenate(preds)
     acc = float((pred == y_test).mean())
     same = "same as in-process" if abs(acc - accuracy) < 1e-9 else f"DIFFERS from in-process {accuracy * 100:.2f}%"
     print(f"ndflow-run on the {len(x_test)} test images: accuracy {acc * 100:.2f}% ({same})")

@@ -249,6 +249,39 @@ NDF_EXPORT Tensor avg_pool2d(const Tensor& x, Size2 kernel_size,
                              std::optional<Size2> stride = std::nullopt, Size2 padding = 0,
                              bool ceil_mode = false, bool count_include_pad = true);
 
+// ------------------------------------------- normalization and embedding
+// PyTorch semantics (ops/norm.cc). Batch norm: x [N, C, *], statistics per
+// channel over N and the trailing dims. training: normalizes with the batch
+// mean and biased variance and, when running_mean/running_var (Variables,
+// [C]) are given, updates them in place with `momentum` and the unbiased
+// variance (a node in a graph, like an optimizer update); otherwise
+// normalizes with the running statistics. weight/bias [C] may be undefined
+// (affine = False).
+NDF_EXPORT Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                             const Tensor& running_mean, const Tensor& running_var, bool training,
+                             double momentum = 0.1, double eps = 1e-5);
+// running_mean <- (1 - momentum) running_mean + momentum mean, running_var
+// likewise with var * n / (n - 1), n = values per channel of x_like (its
+// shape only); what batch_norm runs after a training-mode forward.
+NDF_EXPORT void batch_norm_update_stats(const Tensor& running_mean, const Tensor& running_var,
+                                        const Tensor& mean, const Tensor& var, const Tensor& x_like,
+                                        double momentum = 0.1);
+// Normalizes over the trailing dims `normalized_shape`, then * weight + bias
+// (that shape; either may be undefined).
+NDF_EXPORT Tensor layer_norm(const Tensor& x, const std::vector<int64_t>& normalized_shape,
+                             const Tensor& weight = Tensor(), const Tensor& bias = Tensor(),
+                             double eps = 1e-5);
+// Rows of weight [V, D] at i32/i64 indices of any shape: [*indices.shape, D].
+// Out-of-range indices raise IndexError. The row padding_idx (negative:
+// counted from V) gets no gradient.
+NDF_EXPORT Tensor embedding(const Tensor& weight, const Tensor& indices,
+                            std::optional<int64_t> padding_idx = std::nullopt);
+// The weight gradient of embedding: zeros [num_rows, D] with grad's rows
+// added at `indices` (only looked-up rows are nonzero), none at padding_idx
+// (-1: none).
+NDF_EXPORT Tensor embedding_backward(const Tensor& grad, const Tensor& indices, int64_t num_rows,
+                                     int64_t padding_idx = -1);
+
 // --------------------------------------------------------- optimizer updates
 // Fused in-place updates with torch.optim's semantics (ops/optim.cc). Each
 // call rewrites `param` and its state ("slots") in one pass and returns

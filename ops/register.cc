@@ -12,6 +12,7 @@ void register_creation_ops(OpRegistry& r);
 void register_random_ops(OpRegistry& r);
 void register_nn_ops(OpRegistry& r);
 void register_conv_ops(OpRegistry& r);
+void register_norm_ops(OpRegistry& r);
 void register_state_ops(OpRegistry& r);
 void register_optim_ops(OpRegistry& r);
 void register_fused_ops(OpRegistry& r);
@@ -25,6 +26,7 @@ void register_all_ops(OpRegistry& r) {
   register_random_ops(r);
   register_nn_ops(r);
   register_conv_ops(r);
+  register_norm_ops(r);
   register_state_ops(r);
   register_optim_ops(r);
   register_fused_ops(r);

@@ -5,7 +5,8 @@
 # this (BENCHMARKING.md: benchmarks print, tests assert). The peer, PyTorch,
 # comes from `tools/setup.sh --bench`; without it the benchmarks still run.
 #   tools/bench.sh                        peak_fma bench_matmul bench_dispatch bench_softmax_ce
-#                                         bench_mlp_step
+#                                         bench_mlp_step bench_allreduce
+# bench_allreduce runs under mpirun (oversubscribed), with 2 and then 4 ranks.
 #   tools/bench.sh bench_matmul ...       only those, in the order given
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,7 @@ if [ -n "${CI:-}" ] && [ -z "${NDFLOW_BENCH_IN_CI:-}" ]; then
   echo "bench.sh: not run under CI (set NDFLOW_BENCH_IN_CI=1 to force)"
   exit 0
 fi
-all=(peak_fma bench_matmul bench_dispatch bench_softmax_ce bench_mlp_step)
+all=(peak_fma bench_matmul bench_dispatch bench_softmax_ce bench_mlp_step bench_allreduce)
 benches=("$@")
 [ ${#benches[@]} -eq 0 ] && benches=("${all[@]}")
 for b in "${benches[@]}"; do
@@ -56,6 +57,15 @@ failed=()
 for b in "${benches[@]}"; do
   echo
   # Rows for the table go to $raw; everything else is shown as it comes.
+  if [ "$b" = bench_allreduce ]; then
+    mpi=(mpirun --oversubscribe --mca btl_vader_single_copy_mechanism none)
+    [ "$(id -u)" = 0 ] && mpi+=(--allow-run-as-root)
+    for n in 2 4; do
+      "${mpi[@]}" -np "$n" build/bench/"$b" | tee -a "$raw" | grep -v '^SUMMARY|'
+      [ "${PIPESTATUS[0]}" -eq 0 ] || failed+=("$b -np $n")
+    done
+    continue
+  fi
   build/bench/"$b" | tee -a "$raw" | grep -v '^SUMMARY|'
   [ "${PIPESTATUS[0]}" -eq 0 ] || failed+=("$b")
 done

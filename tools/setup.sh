@@ -23,6 +23,7 @@ debs=(
   libopenmpi-dev openmpi-bin
   nlohmann-json3-dev catch2 pybind11-dev
   libzmq3-dev cppzmq-dev
+  zlib1g-dev  # examples/cpp/fashion_mnist reads the gzip IDX files
   dataset-fashion-mnist
 )
 missing=()

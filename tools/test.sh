@@ -16,6 +16,9 @@ ctest --preset "$preset" -j2 --timeout 600
 echo "== Python tests (pytest)"
 .venv/bin/python -m pytest -q -p no:cacheprovider tests/python
 
+echo "== Distributed tests (tests/dist: 1 process, then mpirun with 2 and 4 ranks)"
+tools/run_dist_tests.sh
+
 echo "== C++ example built against the installed package"
 "$builddir/examples/mlp_synthetic" --steps 200 --quiet
 

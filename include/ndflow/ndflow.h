@@ -16,8 +16,10 @@
 // Core types: Tensor (core/tensor.h), DType, Shape, Device. Ops: ops/api.h.
 // Autograd: backward(), grad(), gradcheck() in runtime/autograd.h; NoGradGuard
 // and thread settings in runtime/eager.h. Static graphs: GraphScope/trace in
-// runtime/trace.h, run by Session (runtime/session.h). Errors: ndflow::Error and its
-// subclasses (core/error.h).
+// runtime/trace.h, run by Session (runtime/session.h). Modules, layers and
+// optimizers (ndflow::nn, ndflow::optim): nn/module.h, nn/layers.h, nn/norm.h,
+// nn/lstm.h, nn/optim.h; compiled training steps: nn/function.h. Errors: ndflow::Error
+// and its subclasses (core/error.h).
 #pragma once
 
 #include "core/dtype.h"
@@ -33,3 +35,10 @@
 #include "runtime/trace.h"
 #include "core/format.h"
 #include "core/npy.h"
+#include "nn/function.h"
+#include "nn/init.h"
+#include "nn/layers.h"
+#include "nn/lstm.h"
+#include "nn/module.h"
+#include "nn/norm.h"
+#include "nn/optim.h"

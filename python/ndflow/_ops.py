@@ -565,3 +565,36 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     return _C.call_op("avg_pool2d", [input], {"kernel_size": k, "stride": s, "padding": _pair2(padding, "padding"),
                                               "ceil_mode": bool(ceil_mode),
                                               "count_include_pad": bool(count_include_pad)})[0]
+
+
+# ------------------------------------------------ normalization and embedding
+# torch.nn.functional's spellings over the registered ops (ops/norm.cc).
+
+@_export
+def batch_norm(input, running_mean=None, running_var=None, weight=None, bias=None, training=False, momentum=0.1,
+               eps=1e-5):
+    """Per-channel normalization of input [N, C, *]. training: batch statistics, and running_mean/var
+    (Variables) updated in place with ``momentum`` and the unbiased variance; else the running ones."""
+    if momentum is None:
+        raise NotImplementedError("batch_norm: momentum=None (a cumulative average) is supported by "
+                                  "nn.BatchNorm*d, not by the functional form; pass a number")
+    return _C.batch_norm(input, weight, bias, running_mean, running_var, bool(training), float(momentum), float(eps))
+
+
+@_export
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Normalizes over the trailing dims ``normalized_shape`` (an int or a sequence)."""
+    if isinstance(normalized_shape, numbers.Integral):
+        normalized_shape = [normalized_shape]
+    return _C.layer_norm(input, [int(d) for d in normalized_shape], weight, bias, float(eps))
+
+
+@_export
+def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False,
+              sparse=False):
+    """Rows of weight [V, D] at the integer indices ``input``: [*input.shape, D]. The row padding_idx
+    gets no gradient. (The arguments are torch.nn.functional.embedding's: input first.)"""
+    if max_norm is not None or scale_grad_by_freq or sparse:
+        raise NotImplementedError("embedding: max_norm, scale_grad_by_freq and sparse are not supported "
+                                  "(the weight gradient is dense, nonzero only in looked-up rows)")
+    return _C.embedding(weight, input, None if padding_idx is None else int(padding_idx))

@@ -53,5 +53,6 @@ void require_eager(const Tensor& t, const char* what);
 void bind_tensor(py::module_& m);
 void bind_ops(py::module_& m);
 void bind_graph(py::module_& m);
+void bind_distributed(py::module_& m);
 
 }  // namespace ndflow::python

@@ -158,6 +158,31 @@ void bind_optimizer_updates(py::module_& m) {
         py::arg("decoupled_weight_decay") = false, py::arg("amsgrad") = false, py::arg("max_v") = py::none(), nogil());
 }
 
+
+// Normalization and embedding (ops/norm.cc); None -> undefined tensor.
+void bind_norm_and_embedding(py::module_& m) {
+  m.def("batch_norm", [](const Tensor& x, std::optional<Tensor> w, std::optional<Tensor> b,
+                         std::optional<Tensor> rm, std::optional<Tensor> rv, bool training, double momentum,
+                         double eps) {
+    return batch_norm(x, opt(w), opt(b), opt(rm), opt(rv), training, momentum, eps);
+  },
+        py::arg("x"), py::arg("weight") = py::none(), py::arg("bias") = py::none(),
+        py::arg("running_mean") = py::none(), py::arg("running_var") = py::none(), py::arg("training") = false,
+        py::arg("momentum") = 0.1, py::arg("eps") = 1e-5, nogil());
+  m.def("batch_norm_update_stats", &batch_norm_update_stats, py::arg("running_mean"), py::arg("running_var"),
+        py::arg("mean"), py::arg("var"), py::arg("x_like"), py::arg("momentum") = 0.1, nogil());
+  m.def("layer_norm", [](const Tensor& x, const std::vector<int64_t>& shape, std::optional<Tensor> w,
+                         std::optional<Tensor> b, double eps) {
+    return layer_norm(x, shape, opt(w), opt(b), eps);
+  },
+        py::arg("x"), py::arg("normalized_shape"), py::arg("weight") = py::none(), py::arg("bias") = py::none(),
+        py::arg("eps") = 1e-5, nogil());
+  m.def("embedding", &embedding, py::arg("weight"), py::arg("indices"), py::arg("padding_idx") = py::none(),
+        nogil());
+  m.def("embedding_backward", &embedding_backward, py::arg("grad"), py::arg("indices"), py::arg("num_rows"),
+        py::arg("padding_idx") = -1, nogil());
+}
+
 }  // namespace
 
 void bind_ops(py::module_& m) {
@@ -167,6 +192,7 @@ void bind_ops(py::module_& m) {
   bind_creation_and_random(m);
   bind_nn_and_state(m);
   bind_optimizer_updates(m);
+  bind_norm_and_embedding(m);
 }
 
 }  // namespace ndflow::python

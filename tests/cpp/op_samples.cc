@@ -8,7 +8,7 @@ namespace ndflow::testing {
 SampleList all_samples() {
   SampleList all;
   for (auto fn : {math_samples, reduce_samples, linalg_samples, array_samples, creation_samples,
-                  random_samples, nn_samples, conv_samples, optim_samples, state_samples,
+                  random_samples, nn_samples, conv_samples, norm_samples, optim_samples, state_samples,
                   fused_samples}) {
     SampleList s = fn();
     all.insert(all.end(), s.begin(), s.end());

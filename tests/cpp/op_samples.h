@@ -33,6 +33,7 @@ SampleList creation_samples();
 SampleList random_samples();
 SampleList nn_samples();
 SampleList conv_samples();
+SampleList norm_samples();
 SampleList optim_samples();
 SampleList state_samples();
 SampleList fused_samples();

@@ -534,6 +534,109 @@ add("avg_pool2d_backward", [PX, PG], lambda x, g: adjoint(
     lambda a: np_pool2d(a, (2, 2), (2, 2), (0, 0), "avg"), x.shape, g), grad=[1],
     call=lambda x, g: nd.ops.avg_pool2d_backward(x, g, kernel_size=[2, 2]))
 
+# normalization and embedding (ops/norm.cc)
+
+
+def np_bn_axes(x):
+    return (0,) + tuple(range(2, x.ndim))
+
+
+def np_bc(v, x):
+    return v.reshape((1, -1) + (1,) * (x.ndim - 2))
+
+
+def np_batch_norm(x, m, v, w=None, b=None, eps=1e-5):
+    y = (x - np_bc(m, x)) / np.sqrt(np_bc(v, x) + eps)
+    return y if w is None else y * np_bc(w, x) + np_bc(b, x)
+
+
+def np_bn_stats(x):
+    return x.mean(np_bn_axes(x)), x.var(np_bn_axes(x))
+
+
+def np_bn_backward(g, x, m, v, w, gm=None, gv=None, eps=1e-5, training=True):
+    ax, n = np_bn_axes(x), x.size / x.shape[1]
+    invstd = 1 / np.sqrt(v + eps)
+    xhat = (x - np_bc(m, x)) * np_bc(invstd, x)
+    db, dw = g.sum(ax), (g * xhat).sum(ax)
+    if not training:
+        return g * np_bc(w * invstd, x), dw, db
+    dx = np_bc(w * invstd, x) * (g - np_bc(db / n, x) - xhat * np_bc(dw / n, x))
+    if gm is not None:
+        dx = dx + np_bc(gm / n, x) + np_bc(gv, x) * 2 * (x - np_bc(m, x)) / n
+    return dx, dw, db
+
+
+def np_layer_norm(x, k, w=None, b=None, eps=1e-5):
+    ax = tuple(range(x.ndim - k, x.ndim))
+    y = (x - x.mean(ax, keepdims=True)) / np.sqrt(x.var(ax, keepdims=True) + eps)
+    return y if w is None else y * w + b
+
+
+def np_layer_norm_backward(g, x, k, w=None, eps=1e-5):
+    ax, lead = tuple(range(x.ndim - k, x.ndim)), tuple(range(x.ndim - k))
+    xhat = np_layer_norm(x, k, eps=eps)
+    rstd = 1 / np.sqrt(x.var(ax, keepdims=True) + eps)
+    gw = g if w is None else g * w
+    dx = rstd * (gw - gw.mean(ax, keepdims=True) - xhat * (gw * xhat).mean(ax, keepdims=True))
+    return dx, (g * xhat).sum(lead), g.sum(lead)
+
+
+def np_embedding_backward(g, idx, num_rows, pad=-1):
+    out = np.zeros((num_rows, g.shape[-1]))
+    for i, k in enumerate(idx.reshape(-1)):
+        if k != pad:
+            out[k] += g.reshape(-1, g.shape[-1])[i]
+    return out
+
+
+BNX, BNW, BNB = rnd(4, 3, 2, 2), rnd(3, lo=0.5, hi=1.5), rnd(3)
+BNM, BNV = rnd(3, lo=-0.5, hi=0.5), rnd(3, lo=0.5, hi=2.0)
+add("batch_norm", [BNX, BNW, BNB], lambda x, w, b: (np_batch_norm(x, *np_bn_stats(x), w, b), *np_bn_stats(x)),
+    call=lambda x, w, b: nd.ops.batch_norm(x, w, b, eps=1e-5))
+add("batch_norm", [rnd(5, 3)], lambda x: (np_batch_norm(x, *np_bn_stats(x), eps=1e-3), *np_bn_stats(x)),
+    call=lambda x: nd.ops.batch_norm(x, eps=1e-3))
+add("batch_norm", [BNX, BNW, BNB], lambda x, w, b: np_batch_norm(x, *np_bn_stats(x), w, b),
+    call=lambda x, w, b: nd.batch_norm(x, nd.zeros(3), nd.ones(3), w, b, training=True))
+add("batch_norm", [BNX, BNM, BNV, BNW, BNB], lambda x, m, v, w, b: np_batch_norm(x, m, v, w, b),
+    call=lambda x, m, v, w, b: nd.batch_norm(x, m, v, w, b, training=False))
+add("batch_norm_inference", [rnd(4, 3), BNM, BNV], lambda x, m, v: np_batch_norm(x, m, v, eps=1e-2),
+    call=lambda x, m, v: nd.ops.batch_norm_inference(x, m, v, eps=1e-2))
+add("batch_norm_inference", [rnd(2, 3, 4), BNM, BNV, BNW, BNB], np_batch_norm,
+    call=lambda *a: nd.ops.batch_norm_inference(*a))
+BNG = rnd(4, 3, 2, 2)
+add("batch_norm_backward", [BNG, BNX, *np_bn_stats(BNX), BNW, rnd(3), rnd(3)],
+    lambda g, x, m, v, w, gm, gv: np_bn_backward(g, x, m, v, w, gm, gv),
+    call=lambda *a: nd.ops.batch_norm_backward(*a, eps=1e-5, training=True))
+add("batch_norm_backward", [BNG, BNX, BNM, BNV, BNW],
+    lambda g, x, m, v, w: np_bn_backward(g, x, m, v, w, training=False),
+    call=lambda *a: nd.ops.batch_norm_backward(*a, training=False))
+
+
+def _bn_update(rm, rv, m, v, x):
+    nd.ops.batch_norm_update_stats(rm, rv, m, v, x, momentum=0.25)
+    return rm, rv
+
+
+add("batch_norm_update_stats", [BNM, BNV, rnd(3), rnd(3, lo=0, hi=1), BNX],
+    lambda rm, rv, m, v, x: (0.75 * rm + 0.25 * m, 0.75 * rv + 0.25 * v * 16 / 15), call=_bn_update)
+LNX = rnd(2, 3, 4)
+add("layer_norm", [LNX, rnd(4, lo=0.5, hi=1.5), rnd(4)], lambda x, w, b: np_layer_norm(x, 1, w, b),
+    call=lambda x, w, b: nd.layer_norm(x, 4, w, b))
+add("layer_norm", [LNX], lambda x: np_layer_norm(x, 2, eps=1e-3), call=lambda x: nd.layer_norm(x, (3, 4), eps=1e-3))
+add("layer_norm_backward", [rnd(2, 3, 4), LNX, rnd(4, lo=0.5, hi=1.5)],
+    lambda g, x, w: np_layer_norm_backward(g, x, 1, w),
+    call=lambda g, x, w: nd.ops.layer_norm_backward(g, x, w, normalized_shape=[4]))
+add("layer_norm_backward", [rnd(2, 3, 4), LNX], lambda g, x: np_layer_norm_backward(g, x, 2),
+    call=lambda g, x: nd.ops.layer_norm_backward(g, x, normalized_shape=[3, 4]))
+EMB = rnd(5, 3)
+EIDX = np.array([[0, 4, 1], [1, 1, 0]])
+add("embedding", [EIDX, EMB], lambda i, w: w[i], grad=[1], call=lambda i, w: nd.embedding(i, w))
+add("embedding", [EIDX.astype(np.int32), EMB], lambda i, w: w[i], grad=False,
+    call=lambda i, w: nd.embedding(i, w, padding_idx=1))  # the padding row's gradient is 0, not the FD one
+add("embedding_backward", [rnd(2, 3, 3), EIDX], lambda g, i: np_embedding_backward(g, i, 5, 1), grad=[0],
+    call=lambda g, i: nd.ops.embedding_backward(g, i, num_rows=5, padding_idx=1))
+
 # ------------------------------------------------------- state and updates
 
 
@@ -697,6 +800,8 @@ INTERNAL = {
     "softmax_backward", "log_softmax_backward", "cross_entropy_backward", "conv2d_backward_data",
     "conv2d_backward_weight", "max_pool2d_backward", "avg_pool2d_backward", "constant", "fused_elementwise",
     "apply_sgd", "apply_momentum", "apply_adagrad", "apply_rmsprop", "apply_adam",
+    "batch_norm_inference", "batch_norm_backward", "batch_norm_update_stats", "layer_norm_backward",
+    "embedding_backward",
 }
 # Registered ops that are also torch.Tensor methods (checked with PyTorch 2;
 # listed here because CI has no torch). bernoulli is left out on purpose:

@@ -1,7 +1,7 @@
 """Functional forms of the layers (torch.nn.functional spellings)."""
 from .. import _C, _ops
 from .._ops import softmax, log_softmax, relu, gelu, sigmoid, tanh, silu, leaky_relu  # noqa: F401
-from .._ops import conv2d, max_pool2d, avg_pool2d  # noqa: F401
+from .._ops import conv2d  # noqa: F401
 
 
 def linear(x, weight, bias=None):
@@ -39,3 +39,23 @@ def dropout(x, p=0.5, training=True, generator=None):
 
 def one_hot(labels, num_classes):
     return _ops.one_hot(labels, num_classes, _C.dtype.int64)
+
+
+from .._ops import batch_norm, layer_norm, embedding  # noqa: E402,F401  (ops/norm.cc)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """torch.nn.functional.max_pool2d's signature (dilation 1, no indices)."""
+    if dilation not in (1, (1, 1), [1, 1]):
+        raise NotImplementedError("max_pool2d: dilation other than 1")
+    if return_indices:
+        raise NotImplementedError("max_pool2d: return_indices")
+    return _ops.max_pool2d(input, kernel_size, stride, padding, ceil_mode)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """torch.nn.functional.avg_pool2d's signature (no divisor_override)."""
+    if divisor_override is not None:
+        raise NotImplementedError("avg_pool2d: divisor_override")
+    return _ops.avg_pool2d(input, kernel_size, stride, padding, ceil_mode, count_include_pad)
