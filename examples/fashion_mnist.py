@@ -173,7 +173,8 @@ def main(argv=None):
     print(f"Fashion-MNIST {MODELS[args.model]} | mode {args.mode} | {args.optimizer} lr {args.lr} | "
           f"batch {args.batch_size} | {args.threads} threads | seed {args.seed}")
     history = {"step_loss": [], "train_loss": [], "test_acc": [], "seconds": [],
-               "title": f"ndflow {args.model.upper()}, {args.mode} mode, {args.optimizer} lr {args.lr}, batch {args.batch_size}"}
+               "title": f"ndflow {args.model.upper()}, {args.mode} mode, {args.optimizer} lr {args.lr}, "
+                        f"batch {args.batch_size}"}
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = Path(args.checkpoint) if args.checkpoint else out / "checkpoint.ndf"

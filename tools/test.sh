@@ -19,7 +19,10 @@ echo "== Python tests (pytest)"
 echo "== Distributed tests (tests/dist: 1 process, then mpirun with 2 and 4 ranks)"
 tools/run_dist_tests.sh
 
-echo "== C++ example built against the installed package"
+echo "== C++ examples built against the installed package"
 "$builddir/examples/mlp_synthetic" --steps 200 --quiet
+if [ -d /usr/share/datasets/fashion-mnist ]; then
+  "$builddir/examples/fashion_mnist" --limit 2000 --epochs 1 --mode graph
+fi
 
 echo "== all tests passed in $(( $(date +%s) - start )) s"

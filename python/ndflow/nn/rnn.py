@@ -155,8 +155,9 @@ class LSTM(Module):
 
     def forward(self, x, hx=None):
         if x.ndim not in (2, 3):
-            raise ValueError(f"LSTM: expected an input of 3 dims ({'[batch, seq, feature]' if self.batch_first else '[seq, batch, feature]'}) "
-                             f"or 2 (unbatched [seq, feature]), got shape {list(x.shape)}")
+            layout = "[batch, seq, feature]" if self.batch_first else "[seq, batch, feature]"
+            raise ValueError(f"LSTM: expected an input of 3 dims ({layout}) or 2 (unbatched [seq, feature]), "
+                             f"got shape {list(x.shape)}")
         if x.shape[-1] != self.input_size:
             raise ValueError(f"LSTM: input has {x.shape[-1]} features, expected input_size={self.input_size}")
         unbatched = x.ndim == 2
