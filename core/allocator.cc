@@ -25,10 +25,14 @@ Device Device::parse(const std::string& s) {
 namespace {
 
 // Size classes: multiples of 64 bytes up to 4 KiB, then powers of two up to
-// 256 MiB. Larger blocks bypass the cache.
+// 16 MiB. Larger blocks bypass the cache and go back to the system when
+// freed: a cached block serves only its own size class, so caching the few
+// huge tensors of, say, an evaluation at a large batch would keep one block
+// per class resident (PyTorch's CPU allocator caches nothing). Training-sized
+// tensors stay far below this and are reused step after step.
 constexpr size_t kSmallLimit = 4096;
 constexpr int kNumSmall = kSmallLimit / kCpuAlignment;  // 64 classes
-constexpr int kMaxPow2 = 28;                              // 256 MiB
+constexpr int kMaxPow2 = 24;                              // 16 MiB
 constexpr size_t kMaxCached = size_t(1) << 30;          // cache at most 1 GiB
 
 int size_class(size_t n, size_t* rounded) {
