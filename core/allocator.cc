@@ -68,6 +68,10 @@ class CpuCachingAllocator final : public Allocator {
       }
       ++stats_.num_system_allocs;
     }
+    // A block too large to cache marks another phase (evaluation at a large
+    // batch): give the cached training-sized blocks back first, as an
+    // allocator without a cache would have.
+    if (cls < 0) empty_cache();
     void* p = std::aligned_alloc(kCpuAlignment, rounded);
     if (!p) {
       empty_cache();
