@@ -447,3 +447,20 @@ def test_example_models_shapes():
     assert tuple(cnn[7].weight.shape) == (128, 64 * 5 * 5)
     seq = _example("sequence_classification").RowLSTM()
     assert tuple(seq(nd.zeros(3, 28, 28)).shape) == (3, 10)
+
+
+def test_sequential_fuses_conv2d_relu_into_one_op():
+    nd.manual_seed(0)
+    conv = nn.Conv2d(2, 3, 3)
+    seq = nn.Sequential(conv, nn.ReLU(), nn.Flatten())
+    x = nd.randn(2, 2, 6, 6)
+    want = nd.relu(conv(x)).detach().numpy().reshape(2, -1)
+    np.testing.assert_array_equal(seq(x).detach().numpy(), want)
+
+    @nd.function
+    def f(x):
+        return seq(x)
+
+    np.testing.assert_array_equal(f(x).numpy(), want)
+    counts = f.graph.op_counts()
+    assert counts.get("conv2d") == 1 and "relu" not in counts

@@ -64,6 +64,8 @@ class Conv2d(Module):
             bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
             init.uniform_(self.bias, -bound, bound)
 
+    fuses_relu = True  # nn.Sequential hands a following ReLU to forward(activation="relu")
+
     def forward(self, x, activation="none"):
         """``activation='relu'`` applies ReLU inside the convolution (one
         fused op); nn.Sequential's Conv2d, ReLU pairs may use it."""

@@ -126,8 +126,18 @@ class Sequential(Module):
                 self.add_module(str(i), m)
 
     def forward(self, x):
-        for m in self._modules.values():
+        mods = list(self._modules.values())
+        i = 0
+        while i < len(mods):
+            m = mods[i]
+            # Conv2d then ReLU: one convolution with the ReLU applied inside
+            # (oneDNN post-op), the same values with one pass less over the output.
+            if i + 1 < len(mods) and type(mods[i + 1]) is ReLU and getattr(m, "fuses_relu", False):
+                x = m(x, activation="relu")
+                i += 2
+                continue
             x = m(x)
+            i += 1
         return x
 
     def __getitem__(self, i):
