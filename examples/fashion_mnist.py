@@ -83,9 +83,10 @@ def make_optimizer(name, params, lr, momentum):
 
 
 def load_split(root, train):
-    """Images as float32 [N, 1, 28, 28] in [0, 1] and int64 labels."""
+    """Images as float32 [N, 1, 28, 28], normalized with the training set's mean and std
+    (0.2860, 0.3530, as torchvision tutorials do), and int64 labels."""
     ds = nd.datasets.FashionMNIST(root=root, train=train)
-    x = (np.asarray(ds.data, dtype=np.float32) / 255.0).reshape(-1, 1, 28, 28)
+    x = ((np.asarray(ds.data, dtype=np.float32) / 255.0 - 0.2860) / 0.3530).reshape(-1, 1, 28, 28)
     return x, np.asarray(ds.targets, dtype=np.int64)
 
 
