@@ -82,6 +82,37 @@ def make_optimizer(name, params, lr, momentum):
     return nd.optim.Adagrad(params, lr=lr)
 
 
+def accuracy(model, predict, x, y, chunk=1000):
+    """Test accuracy of predict (class indices) in eval mode, in chunks."""
+    model.eval()
+    correct = 0
+    with nd.no_grad():
+        for i in range(0, len(x), chunk):
+            correct += int((predict(nd.from_numpy(x[i:i + chunk])).numpy() == y[i:i + chunk]).sum())
+    model.train()
+    return correct / len(x)
+
+
+def run_epoch(loader, train_step, bar, losses=None, after_step=None):
+    """One pass over loader: losses per step (appended to `losses`), samples
+    seen and seconds; after_step(losses) runs after every step."""
+    losses = [] if losses is None else losses
+    seen, start = 0, time.perf_counter()
+    for xb, yb in loader:
+        losses.append(train_step(xb, yb).item())
+        seen += xb.shape[0]
+        if after_step is not None:
+            after_step(losses)
+        if bar is not None:
+            bar.update(1)
+            if len(losses) % 20 == 0:
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}",
+                                samples_s=f"{seen / (time.perf_counter() - start):,.0f}")
+    if bar is not None:
+        bar.close()
+    return losses, seen, time.perf_counter() - start
+
+
 def load_split(root, train):
     """Images as float32 [N, 1, 28, 28], normalized with the training set's mean and std
     (0.2860, 0.3530, as torchvision tutorials do), and int64 labels."""
@@ -161,16 +192,6 @@ def main(argv=None):
     loader = nd.data.DataLoader(nd.data.TensorDataset(x_train, y_train), batch_size=args.batch_size,
                                 shuffle=True, seed=args.seed)
 
-    def test_accuracy():
-        model.eval()
-        correct = 0
-        with nd.no_grad():
-            for i in range(0, len(x_test), 1000):
-                pred = predict(nd.from_numpy(x_test[i:i + 1000])).numpy()
-                correct += int((pred == y_test[i:i + 1000]).sum())
-        model.train()
-        return correct / len(x_test)
-
     print(f"Fashion-MNIST {MODELS[args.model]} | mode {args.mode} | {args.optimizer} lr {args.lr} | "
           f"batch {args.batch_size} | {args.threads} threads | seed {args.seed}")
     history = {"step_loss": [], "train_loss": [], "test_acc": [], "seconds": [],
@@ -190,28 +211,18 @@ def main(argv=None):
               f"batch {loader.state_dict()['batches']})")
 
     total_start = time.perf_counter()
+    def after_step(losses):
+        nonlocal step
+        step += 1
+        if args.checkpoint_every and step % args.checkpoint_every == 0:
+            nd.save_checkpoint(ckpt, model=model, optimizer=opt, loader=loader, step=step,
+                               extra={"history": history, "epoch_losses": losses})
+
     for epoch in range(first_epoch + 1, args.epochs + 1):
         bar = progress(len(loader), not args.no_progress and sys.stderr.isatty(), f"epoch {epoch}/{args.epochs}")
-        start = time.perf_counter()
-        losses, carried = carried, []
-        seen = 0
-        for xb, yb in loader:
-            loss = train_step(xb, yb)
-            losses.append(loss.item())
-            seen += xb.shape[0]
-            step += 1
-            if args.checkpoint_every and step % args.checkpoint_every == 0:
-                nd.save_checkpoint(ckpt, model=model, optimizer=opt, loader=loader, step=step,
-                                   extra={"history": history, "epoch_losses": losses})
-            if bar is not None:
-                bar.update(1)
-                if len(losses) % 20 == 0:
-                    bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}",
-                                    samples_s=f"{seen / (time.perf_counter() - start):,.0f}")
-        if bar is not None:
-            bar.close()
-        secs = time.perf_counter() - start
-        acc = test_accuracy()
+        losses, seen, secs = run_epoch(loader, train_step, bar, carried, after_step)
+        carried = []
+        acc = accuracy(model, predict, x_test, y_test)
         history["step_loss"] += losses
         history["train_loss"].append(float(np.mean(losses)))
         history["test_acc"].append(acc)

@@ -24,7 +24,7 @@ import ndflow as nd
 from ndflow import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fashion_mnist import ROOT, find_ndflow_run, load_split, progress  # noqa: E402
+from fashion_mnist import ROOT, accuracy, find_ndflow_run, load_split, progress, run_epoch  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -102,16 +102,6 @@ def main(argv=None):
     loader = nd.data.DataLoader(nd.data.TensorDataset(x_train, y_train), batch_size=args.batch_size,
                                 shuffle=True, seed=args.seed)
 
-    def test_accuracy():
-        model.eval()
-        correct = 0
-        with nd.no_grad():
-            for i in range(0, len(x_test), 1000):
-                pred = predict(nd.from_numpy(x_test[i:i + 1000])).numpy()
-                correct += int((pred == y_test[i:i + 1000]).sum())
-        model.train()
-        return correct / len(x_test)
-
     print(f"Fashion-MNIST row by row: LSTM(28, {args.hidden}, layers={args.layers}) -> Linear(10) | "
           f"mode {args.mode} | {args.optimizer} lr {args.lr} | batch {args.batch_size} | {args.threads} threads | "
           f"seed {args.seed}")
@@ -119,21 +109,8 @@ def main(argv=None):
     acc = 0.0
     for epoch in range(1, args.epochs + 1):
         bar = progress(len(loader), not args.no_progress and sys.stderr.isatty(), f"epoch {epoch}/{args.epochs}")
-        start = time.perf_counter()
-        losses, seen = [], 0
-        for xb, yb in loader:
-            loss = train_step(xb, yb)
-            losses.append(loss.item())
-            seen += xb.shape[0]
-            if bar is not None:
-                bar.update(1)
-                if len(losses) % 20 == 0:
-                    bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}",
-                                    samples_s=f"{seen / (time.perf_counter() - start):,.0f}")
-        if bar is not None:
-            bar.close()
-        secs = time.perf_counter() - start
-        acc = test_accuracy()
+        losses, seen, secs = run_epoch(loader, train_step, bar)
+        acc = accuracy(model, predict, x_test, y_test)
         print(f"epoch {epoch}: train loss {np.mean(losses):.4f} | test accuracy {acc * 100:.2f}% | "
               f"{secs:.2f} s ({seen / secs:,.0f} samples/s)", flush=True)
     print(f"trained in {time.perf_counter() - total_start:.1f} s; final test accuracy {acc * 100:.2f}%")

@@ -585,23 +585,6 @@ PlanPtr conv_backward_weight_plan(const ConvGeom& g, int threads) {
 
 // --------------------------------------------------------------- kernels
 
-// The loops and oneDNN read dense row-major buffers: other layouts are copied in.
-template <typename T>
-Tensor dense(const Tensor& t, int threads) {
-  if (t.is_contiguous()) return t;
-  Tensor out = Tensor::empty(t.shape(), t.dtype(), t.device());
-  unary_loop<T, T>(out, t, threads, [](T v) { return v; });
-  return out;
-}
-
-// Runs body(T* dst) on a dense buffer for `out` and copies it out if `out` is not dense.
-template <typename T, typename Body>
-void into(Tensor& out, int threads, Body body) {
-  Tensor dst = out.is_contiguous() ? out : Tensor::empty(out.shape(), out.dtype(), out.device());
-  body(dst.template data<T>());
-  if (!dst.same(out)) unary_loop<T, T>(out, dst, threads, [](T v) { return v; });
-}
-
 bool any_empty(const ConvGeom& g) {
   return g.N * g.C * g.H * g.W * g.O * g.KH * g.KW * g.OH * g.OW == 0;
 }

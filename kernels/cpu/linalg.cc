@@ -100,13 +100,6 @@ Layout blas_layout(const Mat& m) {
   return {};
 }
 
-template <typename T>
-Tensor packed_copy(const Tensor& x, int num_threads) {
-  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  unary_loop<T, T>(out, x, num_threads, [](T v) { return v; });
-  return out;
-}
-
 // ------------------------------------------------------------------- f32
 
 void sgemm(char ta, char tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
@@ -296,8 +289,8 @@ void matmul(KernelContext& ctx) {
     Tensor c = direct ? out : Tensor::empty(out.shape(), out.dtype(), out.device());
     Tensor a = a_in, b = b_in;
     if constexpr (std::is_same_v<T, float>) {
-      if (!blas_layout(matrix_of(a, true)).ok) a = packed_copy<T>(a, ctx.num_threads);
-      if (!blas_layout(matrix_of(b, false)).ok) b = packed_copy<T>(b, ctx.num_threads);
+      if (!blas_layout(matrix_of(a, true)).ok) a = dense<T>(a, ctx.num_threads);
+      if (!blas_layout(matrix_of(b, false)).ok) b = dense<T>(b, ctx.num_threads);
     }
     BatchedGemm p = plan_gemm(a, b, c);
     T* C = c.template data<T>();

@@ -171,4 +171,23 @@ void ternary_loop(const Tensor& out, const Tensor& a, const Tensor& b, const Ten
   });
 }
 
+// Kernels that read dense row-major buffers: t itself when it is one, else a
+// dense copy (one pass, against the kernel's several).
+template <typename T>
+Tensor dense(const Tensor& t, int num_threads) {
+  if (t.is_contiguous()) return t;
+  Tensor out = Tensor::empty(t.shape(), t.dtype(), t.device());
+  unary_loop<T, T>(out, t, num_threads, [](T v) { return v; });
+  return out;
+}
+
+// Runs body(T* dst) on a dense buffer for `out` and copies it into `out` when
+// `out` is not dense itself.
+template <typename T, typename Body>
+void into(const Tensor& out, int num_threads, Body body) {
+  Tensor dst = out.is_contiguous() ? out : Tensor::empty(out.shape(), out.dtype(), out.device());
+  body(dst.template data<T>());
+  if (!dst.same(out)) unary_loop<T, T>(out, dst, num_threads, [](T v) { return v; });
+}
+
 }  // namespace ndflow::cpu

@@ -267,16 +267,8 @@ void backward_cols(const T* y, const T* g, T* dx, int64_t L, int64_t stride, int
 
 // ------------------------------------------------------------- kernels
 
-// The kernels run on dense row-major buffers; other layouts are copied in (and
-// the result copied out), which costs one pass against the op's three.
-template <typename T>
-Tensor dense(const Tensor& t, int threads) {
-  if (t.is_contiguous()) return t;
-  Tensor out = Tensor::empty(t.shape(), t.dtype(), t.device());
-  unary_loop<T, T>(out, t, threads, [](T v) { return v; });
-  return out;
-}
-
+// The kernels run on dense row-major buffers (dense() in loops.h); a result
+// computed apart from a non-dense `out` is copied into it.
 template <typename T>
 void write_back(const Tensor& result, Tensor& out, int threads) {
   if (!result.same(out)) unary_loop<T, T>(out, result, threads, [](T v) { return v; });

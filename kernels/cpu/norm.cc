@@ -27,23 +27,6 @@ namespace {
 using Ints = std::vector<int64_t>;
 using Vec = std::vector<double>;
 
-// A dense row-major copy of t unless it already is one.
-template <typename T>
-Tensor dense(const Tensor& t, int threads) {
-  if (t.is_contiguous()) return t;
-  Tensor out = Tensor::empty(t.shape(), t.dtype(), t.device());
-  unary_loop<T, T>(out, t, threads, [](T v) { return v; });
-  return out;
-}
-
-// Runs body(T* dst) on a dense buffer for `out` and copies it out if `out` is not dense.
-template <typename T, typename Body>
-void into(Tensor& out, int threads, Body body) {
-  Tensor dst = out.is_contiguous() ? out : Tensor::empty(out.shape(), out.dtype(), out.device());
-  body(dst.template data<T>());
-  if (!dst.same(out)) unary_loop<T, T>(out, dst, threads, [](T v) { return v; });
-}
-
 // A 1-d float tensor (any stride, f32 or f64) as doubles.
 Vec read_vec(const Tensor& t) {
   Vec v(static_cast<size_t>(t.numel()));
