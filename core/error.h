@@ -30,6 +30,10 @@ class NDF_EXPORT ValueError : public Error { using Error::Error; };
 class NDF_EXPORT NotFoundError : public Error { using Error::Error; };
 // A broken invariant inside ndflow: a bug, never the user's fault.
 class NDF_EXPORT InternalError : public Error { using Error::Error; };
+// A wait that ran past its deadline (a rendezvous recv whose peer never sent).
+class NDF_EXPORT TimeoutError : public Error { using Error::Error; };
+// Work given up because its step was cancelled or its owner went away.
+class NDF_EXPORT CancelledError : public Error { using Error::Error; };
 
 // Concatenates anything streamable into one string.
 template <typename... Args>

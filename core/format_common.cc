@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/format_internal.h"
+#include "core/device_name.h"
 
 namespace ndflow::ndf {
 
@@ -67,19 +68,10 @@ std::string name_problem(std::string_view name) {
 std::string device_problem(std::string_view device) {
   if (device.empty()) return "";
   if (device.size() > 256) return "is longer than 256 bytes";
-  std::string_view local = device;
-  if (local.starts_with("/worker:")) {  // cluster name: /worker:<n>/<local device>
-    size_t slash = local.find('/', 8);
-    std::string_view num = local.substr(8, slash == std::string_view::npos ? slash : slash - 8);
-    if (slash == std::string_view::npos || num.empty() || num.size() > 6 ||
-        num.find_first_not_of("0123456789") != std::string_view::npos)
-      return "is not a device name (expected e.g. cpu:0, cuda:1, /worker:2/cpu:0)";
-    local = local.substr(slash + 1);
-  }
   try {
-    Device::parse(std::string(local));
+    DeviceName::parse(std::string(device));
   } catch (const Error&) {
-    return "is not a device name (expected e.g. cpu:0, cuda:1, /worker:2/cpu:0)";
+    return "is not a device name (expected e.g. cpu:0, gpu:1, /worker:2/cpu:0)";
   }
   return "";
 }

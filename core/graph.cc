@@ -1,5 +1,7 @@
 #include "core/graph.h"
 
+#include "core/device_name.h"
+
 #include "runtime/eager.h"
 
 #include <algorithm>
@@ -81,6 +83,7 @@ Tensor Graph::placeholder(const std::string& name, const Shape& shape, DType dty
   Node n;
   n.op = &builtin("placeholder");
   n.name = name;
+  n.device = DeviceScope::current();
   n.attrs = Attrs{{"shape", shape.vec()}, {"dtype", dtype}};
   n.outputs = {TensorMeta{shape, dtype, Device::cpu()}};
   int64_t id = add_node(std::move(n));
@@ -131,6 +134,7 @@ std::vector<Tensor> Graph::add_op(const OpDef& op, std::span<const Tensor> input
   Node n;
   n.op = &op;
   n.name = name;
+  n.device = DeviceScope::current();
   n.attrs = op.complete_attrs(attrs);
   std::vector<TensorMeta> metas;
   for (size_t i = 0; i < inputs.size(); ++i) {

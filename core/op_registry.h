@@ -257,6 +257,11 @@ class NDF_EXPORT OpDef {
   // produces their outputs itself; they have no kernel and never run eagerly.
   OpDef& graph_only() { graph_only_ = true; return *this; }
   bool is_graph_only() const { return graph_only_; }
+  // The kernel waits for a peer (send/recv, collectives): it completes
+  // asynchronously, so it runs only in graphs, and its tests are graph tests
+  // (multi-device and tests/dist) rather than per-op samples.
+  OpDef& asynchronous() { asynchronous_ = true; return *this; }
+  bool is_asynchronous() const { return asynchronous_; }
 
   // Kernel table, filled by KernelRegistry::add.
   KernelFn kernel(DeviceType d) const { return kernels_[static_cast<int>(d)]; }
@@ -278,6 +283,7 @@ class NDF_EXPORT OpDef {
   bool elementwise_ = false, commutative_ = false, stateful_ = false, side_effects_ = false;
   std::vector<int> mutated_;
   bool graph_only_ = false;
+  bool asynchronous_ = false;
   KernelFn kernels_[kNumDeviceTypes] = {};
   std::vector<DType> kernel_dtypes_[kNumDeviceTypes];
 };

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <vector>
 
 namespace ndflow::distributed {
 
@@ -22,6 +23,8 @@ bool env_set(const char* name) {
   const char* v = std::getenv(name);
   return v != nullptr && *v != '\0';
 }
+
+std::vector<std::function<void()>> g_pre_finalize_hooks;  // guarded by g_mu
 
 void finalize_at_exit() { finalize(); }
 
@@ -97,7 +100,18 @@ std::string mpi_thread_level() {
   }
 }
 
+void add_pre_finalize_hook(std::function<void()> hook) {
+  std::lock_guard lock(g_mu);
+  g_pre_finalize_hooks.push_back(std::move(hook));
+}
+
 void finalize() {
+  std::vector<std::function<void()>> hooks;
+  {
+    std::lock_guard lock(g_mu);
+    hooks.swap(g_pre_finalize_hooks);
+  }
+  for (auto& hook : hooks) hook();  // outside g_mu: a hook may call rank() or uses_mpi()
   std::lock_guard lock(g_mu);
   if (!g_we_initialized_mpi) return;
   int finalized = 0;

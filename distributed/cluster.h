@@ -12,6 +12,7 @@
 // NDFLOW_MPI=1 forces MPI initialization without a launcher (singleton MPI).
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "core/error.h"
@@ -40,6 +41,9 @@ NDF_EXPORT std::string mpi_thread_level();
 // Finalizes MPI if ndflow initialized it (also done automatically at exit).
 // After this, collectives fail; init() does not reinitialize MPI.
 NDF_EXPORT void finalize();
+// Runs `hook` at the start of finalize(), before MPI_Finalize, once: for
+// parts that must stop using MPI first (the MPI rendezvous' progress thread).
+NDF_EXPORT void add_pre_finalize_hook(std::function<void()> hook);
 
 // Prints `message` to stderr with this rank and ends the whole job: MPI_Abort
 // under MPI (every rank exits non-zero), std::_Exit otherwise.

@@ -5,9 +5,13 @@
 
 #include <mpi.h>
 
+#include <array>
+#include <chrono>
 #include <climits>
 #include <cstring>
+#include <deque>
 #include <map>
+#include <thread>
 
 #include "distributed/cluster.h"
 
@@ -42,7 +46,8 @@ bool supported_dtype(DType d) {
 void validate(const Communicator& c, const Tensor& t, const char* what) {
   NDF_CHECK(t.defined(), ValueError, "[", what, "] got an undefined tensor");
   NDF_CHECK(!t.is_symbolic(), ValueError, "[", what, "] got the symbolic tensor ", describe(t),
-            ": collectives run eagerly (graph-mode collectives are not implemented yet)");
+            ": these collectives work in place on data; in a traced function or graph use "
+            "ndflow.distributed.functional (ops all_reduce, broadcast, all_gather that return their result)");
   NDF_CHECK(supported_dtype(t.dtype()), TypeError, "[", what, "] tensor ", describe(t), " has dtype ",
             dtype_name(t.dtype()), "; valid dtypes: f32, f64, i32, i64, u8");
   NDF_CHECK(c.supports(t.device()), ValueError, "[", what, "] tensor ", describe(t), " is on ",
@@ -133,14 +138,22 @@ class MpiCommunicator final : public Communicator {
               "[distributed] the MPI backend needs a process launched by mpirun (this one is a cluster of one)");
     // Our own communicator: ndflow's messages never mix with the program's.
     mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, &comm_), "MPI_Comm_dup");
+    mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, &ctl_), "MPI_Comm_dup");
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+    MPI_Comm_set_errhandler(ctl_, MPI_ERRORS_RETURN);
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
   }
   ~MpiCommunicator() override {
     int finalized = 1;
     MPI_Finalized(&finalized);
-    if (!finalized) MPI_Comm_free(&comm_);
+    if (finalized) return;
+    if (query_req_ != MPI_REQUEST_NULL) {
+      MPI_Cancel(&query_req_);
+      MPI_Wait(&query_req_, MPI_STATUS_IGNORE);
+    }
+    MPI_Comm_free(&ctl_);
+    MPI_Comm_free(&comm_);
   }
   std::string_view backend() const override { return "mpi"; }
   int rank() const override { return rank_; }
@@ -163,9 +176,124 @@ class MpiCommunicator final : public Communicator {
   }
   void barrier_raw() override { mpi_check(MPI_Barrier(comm_), "MPI_Barrier"); }
 
+  std::unique_ptr<Request> iallreduce_raw(void* data, int64_t count, DType dtype, ReduceOp op) override {
+    auto r = std::make_unique<MpiRequest>();
+    mpi_check(MPI_Iallreduce(MPI_IN_PLACE, data, static_cast<int>(count), mpi_type(dtype),
+                             op == ReduceOp::Max ? MPI_MAX : MPI_SUM, comm_, &r->req),
+              "MPI_Iallreduce");
+    return r;
+  }
+  std::unique_ptr<Request> ibroadcast_raw(void* data, int64_t count, DType dtype, int root) override {
+    auto r = std::make_unique<MpiRequest>();
+    mpi_check(MPI_Ibcast(data, static_cast<int>(count), mpi_type(dtype), root, comm_, &r->req), "MPI_Ibcast");
+    return r;
+  }
+  std::unique_ptr<Request> iallgather_raw(const void* send, void* recv, int64_t count, DType dtype) override {
+    auto r = std::make_unique<MpiRequest>();
+    MPI_Datatype t = mpi_type(dtype);
+    mpi_check(MPI_Iallgather(send, static_cast<int>(count), t, recv, static_cast<int>(count), t, comm_, &r->req),
+              "MPI_Iallgather");
+    return r;
+  }
+
+  // The progress side channel: its own communicator, a query (tag 1: the
+  // query's id) answered by a reply (tag 2: id, progress). Late replies to an
+  // earlier query are recognized by their id and dropped.
+  void serve_progress(int64_t progress) override {
+    std::lock_guard lock(ctl_mu_);
+    serve_locked(progress);
+  }
+  std::vector<int64_t> query_progress(int64_t progress, double wait_s) override {
+    std::lock_guard lock(ctl_mu_);
+    const int64_t id = ++query_id_;
+    std::vector<int64_t> out(static_cast<size_t>(size_), -1);
+    out[static_cast<size_t>(rank_)] = progress;
+    std::vector<int64_t> replies(2 * static_cast<size_t>(size_), 0);
+    std::vector<MPI_Request> recvs(static_cast<size_t>(size_), MPI_REQUEST_NULL);
+    for (int r = 0; r < size_; ++r) {
+      if (r == rank_) continue;
+      MPI_Irecv(&replies[2 * static_cast<size_t>(r)], 2, MPI_INT64_T, r, kReplyTag, ctl_, &recvs[static_cast<size_t>(r)]);
+      MPI_Request q;
+      MPI_Isend(&query_id_, 1, MPI_INT64_T, r, kQueryTag, ctl_, &q);
+      MPI_Request_free(&q);  // NOTE: query_id_ outlives it (a member); tiny sends complete eagerly
+    }
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(wait_s);
+    int missing = size_ - 1;
+    while (missing > 0 && std::chrono::steady_clock::now() < deadline) {
+      serve_locked(progress);  // the others may be asking us at the same time
+      for (int r = 0; r < size_; ++r) {
+        MPI_Request& q = recvs[static_cast<size_t>(r)];
+        if (q == MPI_REQUEST_NULL) continue;
+        int flag = 0;
+        MPI_Test(&q, &flag, MPI_STATUS_IGNORE);
+        if (!flag) continue;
+        if (replies[2 * static_cast<size_t>(r)] == id) {
+          out[static_cast<size_t>(r)] = replies[2 * static_cast<size_t>(r) + 1];
+          --missing;
+        } else {  // an answer to an older query: wait for ours
+          MPI_Irecv(&replies[2 * static_cast<size_t>(r)], 2, MPI_INT64_T, r, kReplyTag, ctl_, &q);
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    for (MPI_Request& q : recvs) {
+      if (q == MPI_REQUEST_NULL) continue;
+      MPI_Cancel(&q);
+      MPI_Wait(&q, MPI_STATUS_IGNORE);
+    }
+    return out;
+  }
+
  private:
+  struct MpiRequest final : Request {
+    MPI_Request req = MPI_REQUEST_NULL;
+    bool test() override {
+      if (req == MPI_REQUEST_NULL) return true;
+      int flag = 0;
+      mpi_check(MPI_Test(&req, &flag, MPI_STATUS_IGNORE), "MPI_Test");
+      return flag != 0;
+    }
+  };
+
+  static constexpr int kQueryTag = 1, kReplyTag = 2;
+
+  void serve_locked(int64_t progress) {
+    int finalized = 1;
+    MPI_Finalized(&finalized);
+    if (finalized) return;
+    for (;;) {
+      if (query_req_ == MPI_REQUEST_NULL)
+        MPI_Irecv(&query_in_, 1, MPI_INT64_T, MPI_ANY_SOURCE, kQueryTag, ctl_, &query_req_);
+      int flag = 0;
+      MPI_Status st;
+      MPI_Test(&query_req_, &flag, &st);
+      if (!flag) break;
+      query_req_ = MPI_REQUEST_NULL;
+      replies_.push_back({query_in_, progress});
+      MPI_Request q;
+      MPI_Isend(replies_.back().data(), 2, MPI_INT64_T, st.MPI_SOURCE, kReplyTag, ctl_, &q);
+      reply_reqs_.push_back(q);
+    }
+    // Drop the replies MPI is done with (in order: the deque keeps the
+    // buffers of the others at their addresses).
+    while (!reply_reqs_.empty()) {
+      int flag = 0;
+      MPI_Test(&reply_reqs_.front(), &flag, MPI_STATUS_IGNORE);
+      if (!flag) break;
+      reply_reqs_.pop_front();
+      replies_.pop_front();
+    }
+  }
+
   MPI_Comm comm_ = MPI_COMM_NULL;
+  MPI_Comm ctl_ = MPI_COMM_NULL;  // the progress side channel
   int rank_ = 0, size_ = 1;
+  std::mutex ctl_mu_;
+  MPI_Request query_req_ = MPI_REQUEST_NULL;
+  int64_t query_in_ = 0;
+  int64_t query_id_ = 0;
+  std::deque<std::array<int64_t, 2>> replies_;
+  std::deque<MPI_Request> reply_reqs_;
 };
 
 // ---------------------------------------------------------------- local
@@ -302,6 +430,111 @@ Tensor Communicator::allgather(const Tensor& t) {
   check_same_everywhere(signature(Kind::Allgather, t.dtype(), ReduceOp::Sum, 0, t.numel(), 1, t.shape()));
   allgather_raw(t.raw_data(), out.raw_data(), t.numel(), t.dtype());
   return out;
+}
+
+// ------------------------------------------------- nonblocking (graph) entry points
+namespace {
+
+struct DoneRequest final : Communicator::Request {
+  bool test() override { return true; }
+};
+
+// Divides by the world size once the sum is complete (Mean).
+struct MeanRequest final : Communicator::Request {
+  std::unique_ptr<Communicator::Request> inner;
+  void* data;
+  int64_t count;
+  DType dtype;
+  int size;
+  bool done = false;
+  bool test() override {
+    if (done) return true;
+    if (!inner->test()) return false;
+    divide_by(data, count, dtype, size);
+    return done = true;
+  }
+};
+
+void check_count(int64_t count, const char* what) {
+  NDF_CHECK(count >= 0 && count <= INT_MAX, ValueError, "[", what, "] ", count,
+            " elements in one graph collective; at most 2^31-1 (split the tensor or the bucket)");
+}
+
+}  // namespace
+
+std::unique_ptr<Communicator::Request> Communicator::iallreduce_raw(void* data, int64_t count, DType dtype,
+                                                                    ReduceOp op) {
+  allreduce_raw(data, count, dtype, op);
+  return std::make_unique<DoneRequest>();
+}
+std::unique_ptr<Communicator::Request> Communicator::ibroadcast_raw(void* data, int64_t count, DType dtype,
+                                                                    int root) {
+  broadcast_raw(data, count, dtype, root);
+  return std::make_unique<DoneRequest>();
+}
+std::unique_ptr<Communicator::Request> Communicator::iallgather_raw(const void* send, void* recv, int64_t count,
+                                                                    DType dtype) {
+  allgather_raw(send, recv, count, dtype);
+  return std::make_unique<DoneRequest>();
+}
+
+std::unique_ptr<Communicator::Request> Communicator::start_allreduce(void* data, int64_t count, DType dtype,
+                                                                     ReduceOp op) {
+  check_count(count, "all_reduce");
+  check_op(op, dtype, "all_reduce", std::string(dtype_name(dtype)));
+  std::unique_ptr<Request> r;
+  {
+    std::lock_guard lock(mu_);
+    r = iallreduce_raw(data, count, dtype, op == ReduceOp::Max ? ReduceOp::Max : ReduceOp::Sum);
+  }
+  if (op != ReduceOp::Mean || size() == 1) return r;
+  auto m = std::make_unique<MeanRequest>();
+  m->inner = std::move(r);
+  m->data = data;
+  m->count = count;
+  m->dtype = dtype;
+  m->size = size();
+  return m;
+}
+
+void Communicator::allreduce_unchecked(void* data, int64_t count, DType dtype, ReduceOp op) {
+  check_count(count, "all_reduce");
+  check_op(op, dtype, "all_reduce", std::string(dtype_name(dtype)));
+  {
+    std::lock_guard lock(mu_);
+    allreduce_raw(data, count, dtype, op == ReduceOp::Max ? ReduceOp::Max : ReduceOp::Sum);
+  }
+  if (op == ReduceOp::Mean) divide_by(data, count, dtype, size());
+}
+
+void Communicator::broadcast_unchecked(void* data, int64_t count, DType dtype, int root) {
+  check_count(count, "broadcast");
+  NDF_CHECK(root >= 0 && root < size(), IndexError, "[broadcast] root ", root, " is not a rank of this ",
+            size(), "-rank world");
+  std::lock_guard lock(mu_);
+  broadcast_raw(data, count, dtype, root);
+}
+
+void Communicator::allgather_unchecked(const void* send, void* recv, int64_t count, DType dtype) {
+  check_count(count, "all_gather");
+  std::lock_guard lock(mu_);
+  allgather_raw(send, recv, count, dtype);
+}
+
+std::unique_ptr<Communicator::Request> Communicator::start_broadcast(void* data, int64_t count, DType dtype,
+                                                                     int root) {
+  check_count(count, "broadcast");
+  NDF_CHECK(root >= 0 && root < size(), IndexError, "[broadcast] root ", root, " is not a rank of this ",
+            size(), "-rank world");
+  std::lock_guard lock(mu_);
+  return ibroadcast_raw(data, count, dtype, root);
+}
+
+std::unique_ptr<Communicator::Request> Communicator::start_allgather(const void* send, void* recv, int64_t count,
+                                                                     DType dtype) {
+  check_count(count, "all_gather");
+  std::lock_guard lock(mu_);
+  return iallgather_raw(send, recv, count, dtype);
 }
 
 void Communicator::barrier() {

@@ -6,6 +6,8 @@
 // a small allreduce of a signature hash before each call; a mismatch is an
 // error listing each rank's call instead of a hang or silent garbage) and
 // serializes the calls of this process, so ranks must only agree on order.
+// Graph collectives (ops all_reduce, ...) use the nonblocking, unchecked
+// start_* entry points through distributed/collective_queue.h instead.
 //
 //   auto& comm = ndflow::distributed::world();   // host tensors: MPI, or a cluster of one
 //   comm.allreduce(grad, ReduceOp::Mean);        // in place, on every rank
@@ -62,7 +64,47 @@ class NDF_EXPORT Communicator {
   void set_check_signatures(bool on) { check_signatures_ = on; }
   bool check_signatures() const { return check_signatures_; }
 
+  // ---- for graph collectives (distributed/collective_queue.h)
+  // Nonblocking, on contiguous buffers, WITHOUT the per-call signature check:
+  // the queue checks a compiled graph's whole collective sequence once, then
+  // issues them in plan order. The buffers must stay alive until test() has
+  // returned true; a Request destroyed before that leaks the operation (only
+  // done when the job is about to abort).
+  class NDF_EXPORT Request {
+   public:
+    virtual ~Request() = default;
+    virtual bool test() = 0;  // true once complete (idempotent afterwards)
+  };
+  // Blocking forms (the communication thread's: backends' tuned blocking
+  // collectives outpace the nonblocking ones, several times over when ranks
+  // share cores); Mean divides by size(); counts must fit an int.
+  void allreduce_unchecked(void* data, int64_t count, DType dtype, ReduceOp op);
+  void broadcast_unchecked(void* data, int64_t count, DType dtype, int root);
+  void allgather_unchecked(const void* send, void* recv, int64_t count, DType dtype);
+  // Nonblocking forms (the plan check: small messages that must time out).
+  std::unique_ptr<Request> start_allreduce(void* data, int64_t count, DType dtype, ReduceOp op);
+  std::unique_ptr<Request> start_broadcast(void* data, int64_t count, DType dtype, int root);
+  // recv holds size() * count elements, rank r's at r * count.
+  std::unique_ptr<Request> start_allgather(const void* send, void* recv, int64_t count, DType dtype);
+
+  // Stall diagnosis, over a side channel that never mixes with collectives.
+  // serve_progress answers the progress queries of other ranks with
+  // `progress` (call it often from one thread; cheap when there are none).
+  // query_progress asks every other rank and waits up to `wait_s` seconds
+  // for the answers, serving queries meanwhile: one value per rank, this
+  // rank's own `progress`, and -1 for ranks that did not answer.
+  virtual void serve_progress(int64_t progress) {}
+  virtual std::vector<int64_t> query_progress(int64_t progress, double wait_s) {
+    return std::vector<int64_t>(static_cast<size_t>(size()), progress);
+  }
+
  protected:
+  // Nonblocking primitives; the defaults run the blocking ones and return a
+  // finished request (enough for the local backend).
+  virtual std::unique_ptr<Request> iallreduce_raw(void* data, int64_t count, DType dtype, ReduceOp op);
+  virtual std::unique_ptr<Request> ibroadcast_raw(void* data, int64_t count, DType dtype, int root);
+  virtual std::unique_ptr<Request> iallgather_raw(const void* send, void* recv, int64_t count, DType dtype);
+
   // Backend primitives on contiguous buffers of `count` elements (count fits
   // an int: the base class splits larger buffers). `op` is Sum or Max.
   virtual void allreduce_raw(void* data, int64_t count, DType dtype, ReduceOp op) = 0;

@@ -16,6 +16,8 @@ void register_norm_kernels(KernelRegistry& r);
 void register_state_kernels(KernelRegistry& r);
 void register_optim_kernels(KernelRegistry& r);
 void register_fused_kernels(KernelRegistry& r);
+void register_transfer_kernels(KernelRegistry& r);
+void register_collective_kernels(KernelRegistry& r);
 }  // namespace cpu
 
 void register_all_kernels(KernelRegistry& r) {
@@ -31,6 +33,8 @@ void register_all_kernels(KernelRegistry& r) {
   cpu::register_state_kernels(r);
   cpu::register_optim_kernels(r);
   cpu::register_fused_kernels(r);
+  cpu::register_transfer_kernels(r);
+  cpu::register_collective_kernels(r);
 }
 
 }  // namespace ndflow

@@ -16,6 +16,8 @@ void register_norm_ops(OpRegistry& r);
 void register_state_ops(OpRegistry& r);
 void register_optim_ops(OpRegistry& r);
 void register_fused_ops(OpRegistry& r);
+void register_transfer_ops(OpRegistry& r);
+void register_collective_ops(OpRegistry& r);
 
 void register_all_ops(OpRegistry& r) {
   register_math_ops(r);
@@ -30,6 +32,8 @@ void register_all_ops(OpRegistry& r) {
   register_state_ops(r);
   register_optim_ops(r);
   register_fused_ops(r);
+  register_transfer_ops(r);
+  register_collective_ops(r);
 }
 
 }  // namespace ndflow

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <mutex>
 #include <queue>
 #include <random>
 #include <unordered_map>
@@ -28,7 +29,120 @@ Tensor alias_without_history(const Tensor& t) {
   return Tensor(std::move(impl));
 }
 
+// ------------------------------------------------ post-accumulate-grad hooks
+
+struct HookEntry {
+  uint64_t id;
+  std::shared_ptr<PostAccumulateGradHook> fn;
+};
+struct LeafHooks {
+  std::weak_ptr<TensorImpl> owner;  // weak: a hook never keeps its leaf alive
+  std::vector<HookEntry> hooks;
+};
+struct HookRegistry {
+  std::mutex mu;
+  std::unordered_map<const TensorImpl*, LeafHooks> leaves;
+  uint64_t next_id = 1;
+};
+// NOTE: leaked on purpose. Hooks may hold Python callables, which must not be
+// destroyed by a static destructor after the interpreter has finalized.
+HookRegistry& hook_registry() {
+  static auto* r = new HookRegistry;
+  return *r;
+}
+// How many leaves have hooks: backward() skips all hook bookkeeping at 0.
+std::atomic<size_t> g_hooked_leaves{0};
+
+// The callbacks queued during the backward running on this thread.
+thread_local std::vector<std::function<void()>>* t_callbacks = nullptr;
+
+// Entries whose leaf has died (the address may be reused by a new tensor).
+// Called under the registry lock; the hooks are destroyed by the caller
+// after unlocking, since destroying a Python hook takes the GIL.
+void take_dead_entries(HookRegistry& r, std::vector<LeafHooks>& dead) {
+  for (auto it = r.leaves.begin(); it != r.leaves.end();) {
+    if (it->second.owner.expired()) {
+      dead.push_back(std::move(it->second));
+      it = r.leaves.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  g_hooked_leaves.store(r.leaves.size(), std::memory_order_release);
+}
+
+// The hooks registered now on `leaf`, in registration order.
+std::vector<HookEntry> hooks_of(const TensorImpl* leaf) {
+  auto& r = hook_registry();
+  std::lock_guard lock(r.mu);
+  auto it = r.leaves.find(leaf);
+  if (it == r.leaves.end() || it->second.owner.expired()) return {};
+  return it->second.hooks;
+}
+
+bool hook_registered(const TensorImpl* leaf, uint64_t id) {
+  auto& r = hook_registry();
+  std::lock_guard lock(r.mu);
+  auto it = r.leaves.find(leaf);
+  if (it == r.leaves.end()) return false;
+  for (auto& h : it->second.hooks)
+    if (h.id == id) return true;
+  return false;
+}
+
 }  // namespace
+
+uint64_t register_post_accumulate_grad_hook(const Tensor& leaf, PostAccumulateGradHook hook) {
+  const char* what = "register_post_accumulate_grad_hook";
+  NDF_CHECK(leaf.defined() && !leaf.is_symbolic(), ValueError, what,
+            ": needs an eager tensor; a symbolic tensor of a graph has no .grad to accumulate");
+  NDF_CHECK(leaf.requires_grad(), ValueError, what, ": the tensor (shape ", shape_str(leaf.shape()),
+            ") does not require grad, so backward never accumulates into it; set requires_grad first");
+  NDF_CHECK(!leaf.impl()->grad_fn, ValueError, what, ": the tensor (shape ", shape_str(leaf.shape()),
+            ") was produced by [", leaf.impl()->grad_fn->op->name(), "] and accumulates no .grad; "
+            "register the hook on the leaf (parameter) it was computed from");
+  NDF_CHECK(static_cast<bool>(hook), ValueError, what, ": the hook is empty");
+  auto fn = std::make_shared<PostAccumulateGradHook>(std::move(hook));
+  std::vector<LeafHooks> dead;
+  uint64_t id;
+  {
+    auto& r = hook_registry();
+    std::lock_guard lock(r.mu);
+    take_dead_entries(r, dead);
+    LeafHooks& e = r.leaves[leaf.impl()];
+    if (e.owner.expired()) e.owner = leaf.impl_ptr();
+    id = r.next_id++;
+    e.hooks.push_back({id, std::move(fn)});
+    g_hooked_leaves.store(r.leaves.size(), std::memory_order_release);
+  }
+  return id;
+}
+
+bool remove_grad_hook(uint64_t id) {
+  std::shared_ptr<PostAccumulateGradHook> removed;  // destroyed after unlocking
+  auto& r = hook_registry();
+  std::lock_guard lock(r.mu);
+  for (auto it = r.leaves.begin(); it != r.leaves.end(); ++it) {
+    auto& hs = it->second.hooks;
+    for (auto h = hs.begin(); h != hs.end(); ++h) {
+      if (h->id != id) continue;
+      removed = std::move(h->fn);
+      hs.erase(h);
+      if (hs.empty()) r.leaves.erase(it);
+      g_hooked_leaves.store(r.leaves.size(), std::memory_order_release);
+      return true;
+    }
+  }
+  return false;
+}
+
+void queue_backward_callback(std::function<void()> fn) {
+  NDF_CHECK(t_callbacks != nullptr, ValueError, "queue_backward_callback: no backward() is running "
+            "on this thread; call it from a gradient hook");
+  t_callbacks->push_back(std::move(fn));
+}
+
+bool in_backward() { return t_callbacks != nullptr; }
 
 void record_op(const OpDef& op, std::span<const Tensor> inputs, const Attrs& attrs,
                std::span<Tensor> outputs) {
@@ -73,6 +187,35 @@ struct NodeState {
   std::vector<Tensor> grads;  // one per output of the node
 };
 
+// A hooked leaf during one backward: edges into it not yet processed, and
+// whether any of them brought a gradient.
+struct PendingLeaf {
+  int edges = 0;
+  bool got = false;
+};
+
+// Makes the callback queue of a backward current on this thread, restoring
+// the enclosing one (a hook may run a nested backward) however it ends.
+class CallbackScope {
+ public:
+  CallbackScope() : prev_(t_callbacks) { t_callbacks = &queued_; }
+  ~CallbackScope() { t_callbacks = prev_; }
+  CallbackScope(const CallbackScope&) = delete;
+  CallbackScope& operator=(const CallbackScope&) = delete;
+  // Runs the queued callbacks, also those they queue.
+  void run() {
+    while (!queued_.empty()) {
+      auto batch = std::move(queued_);
+      queued_.clear();
+      for (auto& fn : batch) fn();
+    }
+  }
+
+ private:
+  std::vector<std::function<void()>>* prev_;
+  std::vector<std::function<void()>> queued_;
+};
+
 void add_into(Tensor& slot, const Tensor& g) { slot = slot.defined() ? add(slot, g) : g; }
 
 void check_version(const TapeNode& n, const SavedTensor& s, const char* what, size_t i) {
@@ -96,6 +239,7 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots,
   NDF_CHECK(!current_graph_builder(), ValueError,
             "backward: eager backward called while building a graph; use gradients() in graph mode");
 
+  CallbackScope callbacks;
   std::vector<Tensor> captured(capture ? capture->size() : 0);
   std::unordered_map<const TensorImpl*, size_t> capture_leaf;
   std::unordered_map<const TapeNode*, std::vector<std::pair<int, size_t>>> capture_node;
@@ -123,6 +267,21 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots,
     }
   };
 
+  // Post-accumulate hooks: count the edges into each hooked leaf, and fire
+  // its hooks when the last one has been processed. grad() fills no .grad.
+  const bool watch_leaves = !capture && g_hooked_leaves.load(std::memory_order_acquire) > 0;
+  std::unordered_map<const TensorImpl*, PendingLeaf> pending;
+  auto finish_leaf_edge = [&](const std::shared_ptr<TensorImpl>& leaf, bool delivered) {
+    if (pending.empty()) return;
+    auto it = pending.find(leaf.get());
+    if (it == pending.end()) return;
+    it->second.got |= delivered;
+    if (--it->second.edges > 0 || !it->second.got) return;
+    Tensor t(leaf);
+    for (auto& h : hooks_of(leaf.get()))
+      if (hook_registered(leaf.get(), h.id)) (*h.fn)(t);  // an earlier hook may have removed it
+  };
+
   // Count, for every node reachable from the roots, how many edges lead into it.
   std::unordered_map<const TapeNode*, NodeState> state;
   std::vector<TapeNode*> stack;
@@ -139,11 +298,19 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots,
     TapeNode* n = stack.back();
     stack.pop_back();
     for (auto& e : n->next) {
+      if (watch_leaves && e.leaf) pending[e.leaf.get()].edges++;
       if (!e.fn) continue;
       auto [it, fresh] = state.try_emplace(e.fn.get());
       it->second.deps++;
       if (fresh) stack.push_back(e.fn.get());
     }
+  }
+  if (watch_leaves) {
+    for (auto& r : roots)
+      if (!r.impl()->grad_fn) pending[r.impl()].edges++;
+    auto& reg = hook_registry();
+    std::lock_guard lock(reg.mu);
+    std::erase_if(pending, [&](const auto& kv) { return !reg.leaves.count(kv.first); });
   }
 
   for (size_t i = 0; i < roots.size(); ++i) {
@@ -164,6 +331,7 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots,
       add_into(gs[r.impl()->output_nr], g);
     } else {
       deliver_leaf(r.impl_ptr(), g);
+      finish_leaf_edge(r.impl_ptr(), true);
     }
   }
 
@@ -215,7 +383,8 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots,
     for (size_t i = 0; i < n->next.size(); ++i) {
       TapeEdge& e = n->next[i];
       if (!e.valid()) continue;
-      if (any_grad && in_grads[i].defined()) {
+      const bool delivered = any_grad && in_grads[i].defined();
+      if (delivered) {
         const Tensor& g = in_grads[i];
         const Shape& want = e.fn ? e.fn->output_meta[e.output_nr].shape : e.leaf->shape;
         NDF_CHECK(g.shape() == want, InternalError, "[", n->op->name(), "] gradient for input ", i,
@@ -229,6 +398,7 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots,
         }
       }
       if (e.fn && --state[e.fn.get()].deps == 0) ready.push(e.fn.get());
+      if (e.leaf) finish_leaf_edge(e.leaf, delivered);
     }
     if (!retain_graph) {
       n->inputs.clear();
@@ -236,6 +406,7 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots,
       n->released = true;
     }
   }
+  callbacks.run();
   return captured;
 }
 

@@ -8,8 +8,13 @@
 //   Tensor loss = ndflow::matmul(x, w).square().mean();
 //   loss.backward();                  // w.grad() now holds d loss / d w
 //   auto gs = ndflow::grad({loss}, {w});  // the same, without touching w.grad()
+//
+// Hooks let data-parallel training reduce gradients while backward still
+// runs: a post-accumulate hook on a leaf fires as soon as that leaf's .grad()
+// is final for the backward in progress.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -57,6 +62,33 @@ NDF_EXPORT std::vector<Tensor> grad(const std::vector<Tensor>& outputs,
                                     const std::vector<Tensor>& inputs,
                                     const std::vector<Tensor>& grad_outputs = {},
                                     bool retain_graph = false, bool zeros_for_unused = false);
+
+// Called by backward() with the leaf once its .grad() holds every
+// contribution of that backward (PyTorch's register_post_accumulate_grad_hook):
+// once per backward that reaches the leaf, also when the leaf is used several
+// times, after the last accumulation. Not called by grad(), which leaves
+// .grad() alone. An exception thrown by a hook ends the backward and
+// propagates to its caller (leaves reached earlier keep what they got).
+using PostAccumulateGradHook = std::function<void(const Tensor& leaf)>;
+
+// Registers `hook` on `leaf` (a tensor that requires grad and was not
+// produced by a recorded op) and returns an id for remove_grad_hook. Hooks of
+// one leaf run in registration order. The registry holds the leaf weakly: the
+// hooks go away with it. While no hook is registered, backward() pays one
+// atomic load for this feature.
+NDF_EXPORT uint64_t register_post_accumulate_grad_hook(const Tensor& leaf,
+                                                       PostAccumulateGradHook hook);
+// Removes a hook; false when `id` is not registered (already removed). A hook
+// removed during a backward is not called for the rest of it.
+NDF_EXPORT bool remove_grad_hook(uint64_t id);
+
+// Runs `fn` once when the backward() running on this thread has finished
+// (after every gradient and hook), e.g. to wait for communication started by
+// hooks (PyTorch's queue_callback). Throws ValueError outside a backward.
+// Callbacks are dropped when the backward fails.
+NDF_EXPORT void queue_backward_callback(std::function<void()> fn);
+// Whether a backward() is running on this thread (a hook may be running).
+NDF_EXPORT bool in_backward();
 
 struct GradcheckOptions {
   double eps = 1e-6;

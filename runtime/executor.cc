@@ -14,7 +14,11 @@
 // StepState after that point.
 #include <chrono>
 
+#include "core/device_name.h"
+#include "distributed/cluster.h"
+#include "runtime/multi_device.h"
 #include "runtime/executor.h"
+#include "distributed/collective_queue.h"
 #include "runtime/executor_impl.h"
 #include "runtime/thread_pool.h"
 
@@ -353,6 +357,51 @@ CompiledGraph::CompiledGraph(const Graph& graph, const std::vector<std::string>&
   if (!pool_ && inter > 1) pool_ = std::make_shared<ThreadPool>(inter - 1);
   if (pool_ && pool_->num_threads() == 0) pool_.reset();
   inter_threads_ = pool_ ? pool_->num_threads() + 1 : 1;
+  setup_placement(options);
+}
+
+void CompiledGraph::setup_placement(const SessionOptions& options) {
+  if (!options.place) return;
+  Graph& g = plan_->graph;
+  bool names_worker = false;
+  for (const Node* n : g.nodes())
+    if (!n->device.empty() && DeviceName::parse(n->device).worker >= 0) names_worker = true;
+  // A graph that names workers is one program over the whole cluster;
+  // otherwise each rank runs its own copy on its own devices (data parallel).
+  int world = 1, rank = 0;
+  if (names_worker) {
+    distributed::init();
+    world = distributed::world_size();
+    rank = distributed::rank();
+  } else if (distributed::is_initialized()) {
+    rank = distributed::rank();
+  }
+  PlacerOptions po;
+  po.soft_placement = options.soft_placement;
+  po.default_worker = names_worker ? 0 : rank;
+  if (names_worker) {
+    po.devices = cluster_devices(world);
+  } else {
+    for (int k = 0; k < num_cpu_devices(); ++k) po.devices.push_back(DeviceName::full(rank, DeviceType::CPU, k));
+  }
+  placement_ = place(g, po);
+  std::vector<int> used = placement_.used_devices();
+  bool local_cpu0 = used.size() == 1 &&
+                    placement_.devices[static_cast<size_t>(used[0])] == DeviceName::full(rank, DeviceType::CPU, 0);
+  if (used.empty() || local_cpu0) return;
+  multi_ = std::make_unique<MultiDeviceRunner>(g.clone(), placement_, plan_->ends.fetches, plan_->ends.targets,
+                                               plan_->feed_names, rank, options);
+}
+
+std::string CompiledGraph::placement_report() const {
+  std::string r = placement_.report(plan_->graph);
+  if (multi_) {
+    const PartitionedGraph& p = multi_->partitions();
+    r += str_cat(p.parts.size(), " partitions, ", p.num_sends, " send/recv pairs\n");
+  } else {
+    r += "1 partition (no send/recv)\n";
+  }
+  return r;
 }
 
 CompiledGraph::~CompiledGraph() = default;
@@ -442,6 +491,7 @@ std::vector<Tensor> CompiledGraph::run(const std::vector<std::pair<std::string, 
 std::vector<Tensor> CompiledGraph::run_ordered(std::span<const Tensor> feeds, RunStats* stats) {
   const ExecPlan& plan = *plan_;
   check_feeds(plan, feeds.data(), feeds.size());
+  if (multi_) return multi_->run(feeds, stats);
   Clock::time_point t0 = Clock::now();
   if (stats) cpu_allocator().reset_peak();
   std::shared_ptr<const ShapePlan> shapes = shape_plan(feeds);
@@ -464,7 +514,10 @@ std::vector<Tensor> CompiledGraph::run_ordered(std::span<const Tensor> feeds, Ru
   s.finished = plan.nodes.empty();
   s.error = nullptr;
 
+  distributed::CollectiveStep collectives;  // plan order and plan check (distributed/collective_queue.h)
+  if (plan.collectives) collectives = plan.collectives->begin_step(shapes->slot_meta, &s.cancelled);
   run_step(s);
+  collectives = distributed::CollectiveStep();  // over: the next step with collectives may begin
 
   std::exception_ptr error = s.error;
   if (error) {  // skipped receivers leave buffers in boxes; slots are already released

@@ -24,10 +24,12 @@
 #include <vector>
 
 #include "runtime/passes/memory_planning.h"
+#include "runtime/placer.h"
 #include "runtime/session.h"
 
 namespace ndflow {
 
+class MultiDeviceRunner;
 class ThreadPool;
 struct ExecPlan;
 struct ShapePlan;
@@ -68,12 +70,22 @@ class NDF_EXPORT CompiledGraph {
   // notice nodes added after compiling).
   int64_t source_id_bound() const { return source_bound_; }
 
+  // Where each node runs and why (runtime/placer.h). Nodes placed beyond this
+  // worker's cpu:0 make the graph run as partitions joined by send/recv
+  // (runtime/multi_device.h); multi_device() is null otherwise.
+  const Placement& placement() const { return placement_; }
+  std::string placement_report() const;
+  const MultiDeviceRunner* multi_device() const { return multi_.get(); }
+
  private:
+  void setup_placement(const SessionOptions& options);
   std::shared_ptr<const ShapePlan> shape_plan(std::span<const Tensor> feeds);
   std::unique_ptr<StepState> acquire_state();
   void release_state(std::unique_ptr<StepState> s);
 
   std::unique_ptr<ExecPlan> plan_;
+  Placement placement_;
+  std::unique_ptr<MultiDeviceRunner> multi_;
   std::shared_ptr<ThreadPool> pool_;
   int inter_threads_ = 1;
   int64_t source_bound_ = 0;

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <unordered_map>
 
+#include "distributed/collective_queue.h"
 #include "runtime/executor_impl.h"
 #include "runtime/passes/pipeline.h"
 #include "runtime/thread_pool.h"
@@ -91,6 +92,10 @@ std::exception_ptr with_node_context(std::exception_ptr e, const Node& n) {
     return std::make_exception_ptr(NotFoundError(prefix + x.what()));
   } catch (const InternalError& x) {
     return std::make_exception_ptr(InternalError(prefix + x.what()));
+  } catch (const TimeoutError& x) {
+    return std::make_exception_ptr(TimeoutError(prefix + x.what()));
+  } catch (const CancelledError& x) {
+    return std::make_exception_ptr(CancelledError(prefix + x.what()));
   } catch (const Error& x) {
     return std::make_exception_ptr(Error(prefix + x.what()));
   } catch (const std::bad_alloc&) {
@@ -118,6 +123,7 @@ std::unique_ptr<ExecPlan> build_exec_plan(const Graph& source, const std::vector
   Graph& g = plan->graph;
   plan->pass_log = run_passes(g, options.passes, ends);
   g.validate();
+  plan->ends = ends;
 
   // ---- nodes, in topological order
   std::vector<int64_t> order = g.topological_order();
@@ -210,6 +216,15 @@ std::unique_ptr<ExecPlan> build_exec_plan(const Graph& source, const std::vector
     nodes[i].num_succ = static_cast<int32_t>(succ[i].size());
     plan->successors.insert(plan->successors.end(), succ[i].begin(), succ[i].end());
   }
+
+  // ---- graph collectives, numbered in this topological order: the order every
+  // rank issues them in (distributed/collective_queue.h)
+  std::vector<distributed::CollectivePlan::Entry> collectives;
+  for (const NodeRecord& r : nodes)
+    if (distributed::is_collective_op(*r.op))
+      collectives.push_back({g.mutable_node(r.graph_id), {plan->input_slots.begin() + r.in_begin,
+                                                          plan->input_slots.begin() + r.in_begin + r.num_in}});
+  plan->collectives = distributed::CollectivePlan::create(std::move(collectives));
 
   // ---- fetches: result indices grouped per slot
   std::vector<std::vector<int32_t>> fetch_at(static_cast<size_t>(num_slots));

@@ -16,11 +16,13 @@
 
 #include "core/graph.h"
 #include "runtime/passes/memory_planning.h"
+#include "runtime/passes/pipeline.h"
 #include "runtime/session.h"
 
 namespace ndflow {
 
 class ThreadPool;
+namespace distributed { class CollectivePlan; }
 
 enum class NodeKind : uint8_t {
   Kernel,       // runs op->kernel into preallocated outputs
@@ -76,6 +78,8 @@ struct ExecPlan {
   std::vector<std::string> feed_names;
   std::vector<std::string> source_placeholders;  // of the graph as given, for messages
   std::vector<std::string> pass_log;
+  GraphEndpoints ends;  // fetches and targets in `graph`, after the passes
+  std::shared_ptr<distributed::CollectivePlan> collectives;  // graph collectives in plan order, or null
   bool all_feeds_static = true;  // no placeholder has a -1 dim: one shape signature
   int intra_threads = 1;
   bool memory_planning = true;

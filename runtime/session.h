@@ -33,6 +33,12 @@ struct SessionOptions {
   int inter_op_threads = 0;  // 0: 1 on machines with <= 4 cores, else cores / 2
   int intra_op_threads = 0;  // 0: cores / inter_op_threads (never oversubscribe)
   bool collect_stats = false;  // time spent inside kernels, per run
+  // A requested device without a kernel for an op falls back to another
+  // device of the same worker instead of failing (runtime/placer.h).
+  bool soft_placement = false;
+  // Off for the per-device partitions of a multi-device graph, which are
+  // already placed: everything then runs on the calling executor.
+  bool place = true;
 };
 
 struct RunStats {

@@ -12,8 +12,10 @@
 #include <string>
 #include <vector>
 
+#include "core/device_name.h"
 #include "core/format.h"
 #include "core/npy.h"
+#include "runtime/executor.h"
 #include "runtime/session.h"
 
 namespace {
@@ -22,14 +24,21 @@ using namespace ndflow;
 
 constexpr const char* kUsage =
     "usage: ndflow-run MODEL.ndf [--input NAME=FILE.npy]... [--output [NAME=]FILE.npy]...\n"
-    "                  [--threads N] [--bench N] [--print]\n"
+    "                  [--threads N] [--bench N] [--print] [--cpu-devices N]\n"
+    "                  [--soft-placement] [--explain-placement]\n"
     "  --input NAME=FILE   feed graph input NAME from a .npy file\n"
     "  --output NAME=FILE  write graph output NAME to a .npy file (NAME may be left out\n"
     "                      when the graph has one output); without --output every\n"
     "                      output is printed\n"
     "  --threads N         intra-op threads (default: all cores)\n"
     "  --bench N           run N more times and print median/min/max latency\n"
-    "  --print             print the outputs\n";
+    "  --print             print the outputs\n"
+    "  --cpu-devices N     logical CPU devices for the placer (default 1, or\n"
+    "                      NDFLOW_NUM_CPU_DEVICES); nodes saved with device requests\n"
+    "                      (e.g. cpu:1) run on their device, joined by send/recv\n"
+    "  --soft-placement    a requested device without a kernel falls back to another\n"
+    "  --explain-placement print each node's device and the reason, and the bytes\n"
+    "                      crossing each device boundary, then exit without running\n";
 
 // Bad usage: reported like a bad file, exit status 2.
 struct UsageError : ValueError {
@@ -42,6 +51,9 @@ struct Options {
   int threads = 0;
   int bench = 0;
   bool print = false;
+  int cpu_devices = 0;
+  bool soft_placement = false;
+  bool explain_placement = false;
 };
 
 int parse_count(const std::string& flag, const std::string& v, int lo, int hi) {
@@ -77,6 +89,12 @@ Options parse_args(int argc, char** argv) {
       o.bench = parse_count(a, value(), 1, 1000000);
     } else if (a == "--print") {
       o.print = true;
+    } else if (a == "--cpu-devices") {
+      o.cpu_devices = parse_count(a, value(), 1, 64);
+    } else if (a == "--soft-placement") {
+      o.soft_placement = true;
+    } else if (a == "--explain-placement") {
+      o.explain_placement = true;
     } else if (a.starts_with("-")) {
       throw UsageError("unknown option '" + a + "'");
     } else if (o.model.empty()) {
@@ -143,7 +161,13 @@ int run(int argc, char** argv) {
 
   SessionOptions so;
   so.intra_op_threads = o.threads;
+  so.soft_placement = o.soft_placement;
+  if (o.cpu_devices > 0) set_num_cpu_devices(o.cpu_devices);
   Session session(g, so);
+  if (o.explain_placement) {
+    std::cout << session.compiled(fetches).placement_report();
+    return 0;
+  }
   std::vector<Tensor> results = session.run(feeds, fetches);
   if (o.bench > 0) {
     std::vector<double> ms;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs tests/dist (ndflow.distributed) as one plain process and under mpirun
 # with 2 and 4 ranks (oversubscribed: this machine may have fewer cores).
-# Called by tools/test.sh after pytest; needs the built extension ndflow._C.
+# Called by tools/test.sh after pytest; needs the built extension ndflow._C and
+# build/tests/cpp/rendezvous_mpi_test (NDFLOW_BUILD_DIR=build-asan for another build).
 #   tools/run_dist_tests.sh            1, 2 and 4 ranks
 #   tools/run_dist_tests.sh 2          only 2 ranks (extra args go to pytest)
 set -euo pipefail
@@ -26,5 +27,8 @@ for n in "${ranks[@]}"; do
     timeout 300 mpirun "${mpi_args[@]}" -np "$n" bash -c \
       'if [ "${OMPI_COMM_WORLD_RANK:-0}" = 0 ]; then exec "$0" "$@"; else exec "$0" "$@" >/dev/null; fi' \
       "$py" -m pytest --color=no "${pytest_args[@]}"
+    # The MPI rendezvous (C++ only; built with the C++ tests). A few seconds.
+    echo "-- rendezvous_mpi_test, $n ranks"
+    timeout 120 mpirun "${mpi_args[@]}" -np "$n" "${NDFLOW_BUILD_DIR:-build}/tests/cpp/rendezvous_mpi_test"
   fi
 done

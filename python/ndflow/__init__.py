@@ -16,7 +16,8 @@ from .autograd import no_grad, enable_grad, set_grad_enabled, is_grad_enabled, g
 from .function import function, Function, save, load
 from . import ops
 from .checkpoint import save_checkpoint, load_checkpoint
-from . import nn, optim, data, datasets
+from . import nn, optim, data, datasets, config
+from .placement import device, placement_report
 
 __version__ = "0.1.0"
 

@@ -22,6 +22,17 @@ train/eval flags and the optimizers it stepped have the same settings
 (other than lr); otherwise the Python body runs again (``trace_count``).
 After a call, ``p.grad`` of every parameter the step differentiated holds
 the gradient that call computed (fetched from the graph).
+
+Data parallel: under ``mpirun``, a step whose model is wrapped in
+``ndflow.distributed.DataParallel`` is rewritten by the graph data-parallel
+pass (runtime/passes/data_parallel.h): the gradients the optimizer reads are
+averaged over the ranks by bucketed ``all_reduce_coalesced`` nodes inserted
+right after backward produces them, which the executor overlaps with the
+rest of backward. ``@ndflow.function(data_parallel=True)`` asks for it
+without the wrapper (and in a world of one, where the buckets are copies);
+``data_parallel=False`` turns it off; ``bucket_mb`` sets the bucket size
+(default: the DataParallel module's, else 25). The step then reads exactly
+like PyTorch DDP's (no sync call); ``p.grad`` holds the averaged gradient.
 """
 import functools
 import inspect
@@ -207,6 +218,7 @@ class _Trace:
     """The result of running the Python body once on placeholders."""
 
     def __init__(self, graph, input_names, template, num_outputs, grad_params, zeroed, modules, optimizers):
+        self.data_parallel_report = None  # the pass's report line, when it ran
         self.graph = graph
         self.input_names = input_names
         self.template = template
@@ -231,6 +243,7 @@ class _Entry:
 
     def __init__(self, trace, compiled):
         self.graph = trace.graph
+        self.data_parallel_report = trace.data_parallel_report
         self.input_names = trace.input_names
         self.out_template = trace.template
         self.num_outputs = trace.num_outputs
@@ -270,10 +283,16 @@ class _Entry:
 class Function:
     """A Python function compiled per input signature; see the module doc."""
 
-    def __init__(self, fn, optimize=True):
+    def __init__(self, fn, optimize=True, data_parallel=None, bucket_mb=None):
         functools.update_wrapper(self, fn)
+        if data_parallel not in (None, True, False):
+            raise TypeError(f"data_parallel must be None (automatic), True or False, got {data_parallel!r}")
+        if bucket_mb is not None and not (isinstance(bucket_mb, (int, float)) and bucket_mb > 0):
+            raise ValueError(f"bucket_mb must be a positive number, got {bucket_mb!r}")
         self._fn = fn
         self._optimize = optimize
+        self._data_parallel = data_parallel
+        self._bucket_mb = bucket_mb
         self._cache = {}
         self._last = None
         self._last_call = None  # (key, [(path, _Spec)]) of the latest call, for export
@@ -323,6 +342,7 @@ class Function:
         if entry is None:
             self._prune()
             trace = self._build(key, specs)
+            self._apply_data_parallel(trace)
             fetches = [f"output_{i}" for i in range(trace.num_outputs)] + \
                       [f"grad_{j}" for j in range(len(trace.grad_params))]
             session = _C.Session(trace.graph, optimize=self._optimize)
@@ -407,7 +427,31 @@ class Function:
         return _Trace(graph, input_names, template, len(flat), grad_params, state.zeroed, state.modules,
                       state.optimizers)
 
+    def _apply_data_parallel(self, trace):
+        """Runs the graph data-parallel pass on a new trace when asked for
+        (data_parallel=True) or, automatically, when the step ran a
+        DataParallel module in a world of several ranks."""
+        if self._data_parallel is False:
+            return
+        from .distributed.data_parallel import DataParallel
+        wrappers = [m for m in trace.modules if isinstance(m, DataParallel)]
+        if self._data_parallel is None and not (wrappers and wrappers[0].world_size > 1):
+            return
+        if self._bucket_mb is not None:
+            bucket_bytes = int(self._bucket_mb * (1 << 20))
+        elif wrappers:
+            bucket_bytes = wrappers[0].bucket_bytes
+        else:
+            bucket_bytes = 25 << 20
+        trace.data_parallel_report = _C._distributed.data_parallel_pass(trace.graph, max(1, bucket_bytes))
+
     # ------------------------------------------------------------ inspection
+    @property
+    def data_parallel_report(self):
+        """What the data-parallel pass did to the most recent call's graph
+        (one line, like the other passes' reports), or None if it did not run."""
+        return None if self._last is None else self._last.data_parallel_report
+
     @property
     def graph(self):
         """The graph of the most recent call's signature."""
@@ -443,11 +487,12 @@ class Function:
         return trace.graph, trace.input_names, trace.template
 
 
-def function(fn=None, *, optimize=True):
-    """Decorator: compile ``fn`` into a static graph per input signature."""
+def function(fn=None, *, optimize=True, data_parallel=None, bucket_mb=None):
+    """Decorator: compile ``fn`` into a static graph per input signature.
+    ``data_parallel``/``bucket_mb``: see the module doc (None: automatic)."""
     if fn is None:
-        return lambda f: Function(f, optimize=optimize)
-    return Function(fn, optimize=optimize)
+        return lambda f: Function(f, optimize=optimize, data_parallel=data_parallel, bucket_mb=bucket_mb)
+    return Function(fn, optimize=optimize, data_parallel=data_parallel, bucket_mb=bucket_mb)
 
 
 # ------------------------------------------------------------ save / load

@@ -3,6 +3,7 @@
 #include "bindings.h"
 #include "distributed/cluster.h"
 #include "distributed/communicator.h"
+#include "runtime/passes/data_parallel.h"
 
 namespace ndflow::python {
 
@@ -58,6 +59,13 @@ void bind_distributed(py::module_& root) {
   m.def("barrier", []() { dist::world().barrier(); }, nogil());
   m.def("set_check_collectives", [](bool on) { dist::world().set_check_signatures(on); }, py::arg("on"));
   m.def("check_collectives", []() { return dist::world().check_signatures(); });
+
+  // Graph data parallelism (runtime/passes/data_parallel.h): rewrites `graph`
+  // in place; returns the pass's report line.
+  m.def("data_parallel_pass", [](Graph& g, int64_t bucket_bytes) {
+          PassReport r = data_parallel_pass(g, DataParallelOptions{bucket_bytes});
+          return str_cat(r.pass, ": ", r.nodes_before, " -> ", r.nodes_after, " nodes (", r.detail, ")");
+        }, py::arg("graph"), py::arg("bucket_bytes") = DataParallelOptions{}.bucket_bytes);
 }
 
 }  // namespace ndflow::python

@@ -5,6 +5,8 @@
 #include <algorithm>
 
 #include "bindings.h"
+#include "core/device_name.h"
+#include "runtime/multi_device.h"
 #include "runtime/executor.h"
 
 namespace ndflow::python {
@@ -79,6 +81,7 @@ py::dict op_schema(const OpDef& op) {
   d["variadic"] = op.is_variadic();
   d["differentiable"] = op.differentiable();
   d["graph_only"] = op.is_graph_only();
+  d["asynchronous"] = op.is_asynchronous();
   d["doc"] = op.doc();
   py::list attrs;
   for (const auto& s : op.attr_specs())
@@ -251,7 +254,40 @@ void bind_graph(py::module_& m) {
              return f;
            }), py::arg("session"), py::arg("inputs"), py::arg("fetches"), py::arg("targets"))
       .def("__call__", &CompiledFunction::run)
-      .def_property_readonly("session", [](const CompiledFunction& f) { return f.session; });
+      .def_property_readonly("session", [](const CompiledFunction& f) { return f.session; })
+      .def("placement_report", [](const CompiledFunction& f) { return f.graph->placement_report(); })
+      .def("placement", [](const CompiledFunction& f) {
+        // {node name: device} of the optimized graph that runs.
+        py::dict d;
+        const Graph& g = f.graph->graph();
+        for (auto& n : f.graph->placement().nodes)
+          d[py::str(g.node(n.node)->name)] = f.graph->placement().devices[static_cast<size_t>(n.device)].str();
+        return d;
+      })
+      .def("transfer_counts", [](const CompiledFunction& f) {
+        // (send/recv pairs in the partitioned graph, tensors + control edges the placement reports crossing)
+        int64_t pairs = f.graph->multi_device() ? f.graph->multi_device()->partitions().num_sends : 0;
+        int64_t reported = 0;
+        for (auto& t : f.graph->placement().transfers) reported += t.tensors + t.controls;
+        return py::make_tuple(pairs, reported);
+      });
+
+  // ---------------------------------------------------------- devices
+  struct PyDeviceScope {
+    std::string request;
+    std::unique_ptr<DeviceScope> scope;
+  };
+  py::class_<PyDeviceScope>(m, "DeviceScope")
+      .def(py::init([](const std::string& r) {
+        DeviceName::parse(r);  // a bad name fails here, where the user wrote it
+        return PyDeviceScope{r, nullptr};
+      }), py::arg("device"))
+      .def("__enter__", [](PyDeviceScope& s) { s.scope = std::make_unique<DeviceScope>(s.request); })
+      .def("__exit__", [](PyDeviceScope& s, py::args) { s.scope.reset(); });
+  m.def("current_device_request", &DeviceScope::current);
+  m.def("num_cpu_devices", &num_cpu_devices);
+  m.def("set_num_cpu_devices", &set_num_cpu_devices, py::arg("n"));
+  m.def("canonical_device_name", [](const std::string& s) { return DeviceName::parse(s).str(); });
 
   // ---------------------------------------------------------- files
   m.def("save_graph", [](const std::string& path, const Graph& g, const Metadata& meta) { save_graph(path, g, meta); },

@@ -22,6 +22,8 @@ PYBIND11_MODULE(_C, m) {
       PyErr_SetString(PyExc_ValueError, e.what());
     } catch (const ndflow::ShapeError& e) {
       PyErr_SetString(PyExc_ValueError, e.what());
+    } catch (const ndflow::TimeoutError& e) {  // a peer that never answered
+      PyErr_SetString(PyExc_TimeoutError, e.what());
     } catch (const ndflow::Error& e) {
       PyErr_SetString(PyExc_RuntimeError, e.what());
     }

@@ -265,9 +265,46 @@ Tensor from_dlpack(py::object obj) {
 
 py::tuple shape_tuple(const Tensor& t) { return py::cast(t.shape()); }
 
+// A Python callable held by the C++ autograd (a gradient hook, a backward
+// callback). NOTE: the engine may drop the last reference on a thread without
+// the GIL, so the destructor takes it.
+struct PyCallable {
+  py::object fn;
+  explicit PyCallable(py::object f) : fn(std::move(f)) {}
+  PyCallable(const PyCallable&) = delete;
+  PyCallable& operator=(const PyCallable&) = delete;
+  ~PyCallable() {
+    if (!Py_IsInitialized()) {
+      fn.release();  // the interpreter is gone: leak rather than crash
+      return;
+    }
+    py::gil_scoped_acquire gil;
+    fn = py::object();
+  }
+};
+
+// What Tensor.register_post_accumulate_grad_hook returns.
+struct GradHookHandle {
+  uint64_t id = 0;
+};
+
 }  // namespace
 
 void bind_tensor(py::module_& m) {
+  py::class_<GradHookHandle>(m, "GradHookHandle",
+                             "Returned by Tensor.register_post_accumulate_grad_hook; remove() unregisters")
+      .def_property_readonly("id", [](const GradHookHandle& h) { return h.id; })
+      .def("remove", [](const GradHookHandle& h) { return remove_grad_hook(h.id); },
+           "Unregisters the hook; False if it was already removed");
+  m.def("_queue_backward_callback", [](py::function fn) {
+          auto f = std::make_shared<PyCallable>(std::move(fn));
+          queue_backward_callback([f] {
+            py::gil_scoped_acquire gil;
+            f->fn();
+          });
+        }, py::arg("fn"), "Runs fn() once when the backward running now ends (from a gradient hook)");
+  m.def("_in_backward", &in_backward);
+
   py::enum_<DType>(m, "dtype")
       .value("float32", DType::f32)
       .value("float64", DType::f64)
@@ -322,6 +359,16 @@ void bind_tensor(py::module_& m) {
              py::gil_scoped_release nogil;
              t.backward(grad.value_or(Tensor()), retain_graph);
            }, py::arg("gradient") = py::none(), py::arg("retain_graph") = false)
+      .def("register_post_accumulate_grad_hook", [](const Tensor& t, py::function fn) {
+             auto f = std::make_shared<PyCallable>(std::move(fn));
+             uint64_t id = register_post_accumulate_grad_hook(t, [f](const Tensor& leaf) {
+               py::gil_scoped_acquire gil;
+               f->fn(leaf);
+             });
+             return GradHookHandle{id};
+           }, py::arg("hook"),
+           "hook(tensor) runs once per backward that reaches this leaf, as soon as tensor.grad holds "
+           "every contribution of that backward; returns a handle whose remove() unregisters it")
       .def("detach", &Tensor::detach)
       .def("contiguous", &Tensor::contiguous, py::call_guard<py::gil_scoped_release>())
       .def("clone", &Tensor::clone, py::call_guard<py::gil_scoped_release>())

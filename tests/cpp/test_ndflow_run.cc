@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "format_test_util.h"
+#include "core/device_name.h"
 #include "runtime/session.h"
 
 using namespace ndflow;
@@ -108,6 +109,38 @@ TEST_CASE("ndflow-run: an unnamed --output needs a single-output graph; no --out
   r = run_tool(dir, {dir / "m.ndf", "--input", "x=" + (dir / "x.npy")});
   REQUIRE(r.status == 0);
   CHECK(r.out.find("y = ") != std::string::npos);
+}
+
+TEST_CASE("ndflow-run: saved device requests run on logical devices; --explain-placement", "[format][ndflow-run]") {
+  TempDir dir;
+  Graph g;
+  {
+    GraphScope scope(g);
+    Tensor x = g.placeholder("x", {2});
+    Tensor h;
+    {
+      DeviceScope on("cpu:0");
+      h = x * 3.0;
+    }
+    DeviceScope on("cpu:1");
+    g.mark_output("y", h + 1.0);
+  }
+  save_graph(dir / "m.ndf", g);
+  write_npy(dir / "x.npy", tensor(std::vector<float>{1, 2}, {2}));
+  Result r = run_tool(dir, {dir / "m.ndf", "--cpu-devices", "2", "--explain-placement"});
+  INFO("stderr: " << r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.out.find("-> /worker:0/cpu:1: requested 'cpu:1'") != std::string::npos);
+  CHECK(r.out.find("/worker:0/cpu:0 -> /worker:0/cpu:1: 1 tensors, 8 bytes") != std::string::npos);
+  CHECK(r.out.find("2 partitions, 1 send/recv pairs") != std::string::npos);
+  r = run_tool(dir, {dir / "m.ndf", "--cpu-devices", "2", "--input", "x=" + (dir / "x.npy"), "--output",
+                     dir / "y.npy"});
+  REQUIRE(r.status == 0);
+  CHECK(read_npy(dir / "y.npy").to_vector<float>() == std::vector<float>{4, 7});
+  // With one device, cpu:1 does not exist.
+  r = run_tool(dir, {dir / "m.ndf", "--input", "x=" + (dir / "x.npy")});
+  CHECK(r.status == 2);
+  CHECK(r.err.find("no device matches") != std::string::npos);
 }
 
 TEST_CASE("ndflow-run exits 2 with a one-line error for bad files, inputs and usage", "[format][ndflow-run]") {

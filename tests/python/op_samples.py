@@ -778,3 +778,14 @@ add("ones", [], lambda: np.ones((2, 3), np.int32), call=lambda: nd.ones((2, 3), 
 add("empty", [], call=lambda: nd.empty(2, 3), check=lambda out: out.shape == (2, 3) or pytest.fail("shape"))
 add("tensor", [X23], lambda a: a, call=lambda x: nd.tensor(x.numpy()), grad=False)
 add("as_tensor", [X23], lambda a: a.astype(np.float32), call=lambda x: nd.as_tensor(x, nd.float32), grad=False)
+
+# ---------------------------------------- collectives (in a world of one)
+# ops/collective.cc: copies here, so the samples check the copy (of strided
+# inputs too) and gradcheck each gradient formula at N = 1; the N-rank
+# behaviour is tests/dist/test_graph_collectives.py.
+add("all_reduce", [X23], lambda a: a, call=lambda x: nd.ops.all_reduce(x, op="sum"))
+add("all_reduce", [X23], lambda a: a.T, call=lambda x: nd.ops.all_reduce(x.T, op="mean"))
+add("all_reduce_coalesced", [X23, rnd(4)], lambda a, b: (a, b),
+    call=lambda a, b: nd.ops.all_reduce_coalesced(a, b, op="mean"))
+add("broadcast", [X23], lambda a: a, call=lambda x: nd.ops.broadcast(x, root=0))
+add("all_gather", [X23], lambda a: a[None], call=lambda x: nd.ops.all_gather(x))
