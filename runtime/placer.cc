@@ -326,10 +326,12 @@ Placement place(Graph& g, const PlacerOptions& opt) {
               : str_cat("colocated with variable '", g.node(grp.variable)->name, "': ", why);
     }
   }
+  std::vector<size_t> position(static_cast<size_t>(n_ids), 0);
+  for (size_t i = 0; i < order.size(); ++i) position[static_cast<size_t>(order[i])] = i;
   for (int64_t id : deferred) {
     int64_t first = -1;
     for (int64_t c : data_consumers[static_cast<size_t>(id)])
-      if (first < 0 || std::find(order.begin(), order.end(), c) < std::find(order.begin(), order.end(), first)) first = c;
+      if (first < 0 || position[static_cast<size_t>(c)] < position[static_cast<size_t>(first)]) first = c;
     dev_of[static_cast<size_t>(id)] = dev_of[static_cast<size_t>(first)];
     reason[static_cast<size_t>(id)] = str_cat(g.node(id)->op->name(), " (not updated here): placed with its consumer '",
                                               g.node(first)->name, "'");
