@@ -247,11 +247,16 @@ Placement place(Graph& g, const PlacerOptions& opt) {
       if (has_kernels(dev, &missing)) cand.push_back(static_cast<int>(d));
     }
     std::string why_fallback;
-    if (cand.empty() && matched_any && opt.soft_placement) {
+    if (cand.empty() && opt.soft_placement) {
+      // Another device of the requested worker, else of the default worker.
+      int worker = req.worker;
+      if (std::none_of(p.devices.begin(), p.devices.end(), [&](const DeviceName& d) { return d.worker == worker; }))
+        worker = opt.default_worker;
       for (size_t d = 0; d < p.devices.size(); ++d)
-        if (p.devices[d].worker == req.worker && has_kernels(p.devices[d], &missing)) cand.push_back(static_cast<int>(d));
-      why_fallback = str_cat("soft placement: '", req.str(), "' has no kernel for op '", g.node(missing)->op->name(),
-                             "'; ");
+        if (p.devices[d].worker == worker && has_kernels(p.devices[d], &missing)) cand.push_back(static_cast<int>(d));
+      why_fallback = matched_any ? str_cat("soft placement: '", req.str(), "' has no kernel for op '",
+                                           g.node(missing)->op->name(), "'; ")
+                                 : str_cat("soft placement: no device matches '", req.str(), "'; ");
     }
     const Node& asker = *g.node(grp.request_source.empty() ? id : grp.request_source.begin()->second);
     if (cand.empty()) {

@@ -8,8 +8,10 @@
 //      together; their requests must agree. A Variable that is only read (a
 //      learning rate shared by every update) is sent where needed instead.
 //   3. Devices without a kernel for some op of a group are excluded. With
-//      soft placement, a request whose device type lacks a kernel falls back
-//      to another device of the same worker instead of failing.
+//      soft placement, a request whose device lacks a kernel (or that no
+//      device matches: a file saved on a bigger machine) falls back to
+//      another device of the same worker, else of the default worker,
+//      instead of failing.
 //   4. The rest is a deterministic cost-based greedy choice, group by group in
 //      topological order: the device where the group would finish earliest,
 //      counting the time to move its inputs there (bytes / bandwidth plus a

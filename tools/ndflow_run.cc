@@ -36,7 +36,8 @@ constexpr const char* kUsage =
     "  --cpu-devices N     logical CPU devices for the placer (default 1, or\n"
     "                      NDFLOW_NUM_CPU_DEVICES); nodes saved with device requests\n"
     "                      (e.g. cpu:1) run on their device, joined by send/recv\n"
-    "  --soft-placement    a requested device without a kernel falls back to another\n"
+    "  --soft-placement    a requested device that is missing or lacks a kernel falls\n"
+    "                      back to another device\n"
     "  --explain-placement print each node's device and the reason, and the bytes\n"
     "                      crossing each device boundary, then exit without running\n";
 

@@ -141,6 +141,10 @@ TEST_CASE("ndflow-run: saved device requests run on logical devices; --explain-p
   r = run_tool(dir, {dir / "m.ndf", "--input", "x=" + (dir / "x.npy")});
   CHECK(r.status == 2);
   CHECK(r.err.find("no device matches") != std::string::npos);
+  r = run_tool(dir, {dir / "m.ndf", "--soft-placement", "--input", "x=" + (dir / "x.npy"), "--output",
+                     dir / "y1.npy"});
+  REQUIRE(r.status == 0);
+  CHECK(read_npy(dir / "y1.npy").to_vector<float>() == std::vector<float>{4, 7});
 }
 
 TEST_CASE("ndflow-run exits 2 with a one-line error for bad files, inputs and usage", "[format][ndflow-run]") {

@@ -156,6 +156,10 @@ TEST_CASE("placer: impossible constraints are errors naming node, constraint and
   }
   REQUIRE_THROWS_WITH(place(far, opt), Catch::Contains("requests 'cpu:5'") && Catch::Contains("no device matches") &&
                                            Catch::Contains("/worker:0/cpu:1"));
+  PlacerOptions soft = opt;
+  soft.soft_placement = true;
+  Placement fallback = place(far, soft);
+  REQUIRE_THAT(fallback.nodes.back().reason, Catch::Contains("soft placement: no device matches '/worker:0/cpu:5'"));
 
   // No CPU build has CUDA kernels: a gpu request fails, or falls back softly.
   Graph gpu;
