@@ -68,6 +68,10 @@ def parse_args(argv=None):
     p.add_argument("--distributed", action="store_true",
                    help="data parallel over the ranks of `mpirun -np N`; works as a world of one "
                         "without mpirun")
+    p.add_argument("--ps", default=None, metavar="SYNC",
+                   help="train through the parameter server with consistency bsp, asp or ssp:N; start with "
+                        "tools/ndflow-launch --servers S --workers W -- python examples/fashion_mnist.py --ps bsp "
+                        "(without the launcher: one worker and an in-process server)")
     p.add_argument("--bucket-mb", type=float, default=25,
                    help="with --distributed: gradient bucket size in MB (each bucket is one allreduce)")
     p.add_argument("--limit", type=int, default=0, metavar="N",
@@ -76,6 +80,9 @@ def parse_args(argv=None):
                    help="stop after N training steps in all (0: run every epoch), e.g. to interrupt a "
                         "run that --resume then continues")
     args = p.parse_args(argv)
+    if args.ps and (args.distributed or args.resume or args.checkpoint_every):
+        p.error("--ps trains through the parameter server: it does not combine with --distributed, "
+                "--resume or --checkpoint-every (the servers keep the parameters)")
     if args.mode is None:  # graph, unless --distributed and the graph data-parallel pass is missing
         args.mode = "eager" if args.distributed and not _graph_data_parallel() else "graph"
     return args
@@ -204,6 +211,14 @@ def main(argv=None):
                      "trains in eager mode only; pass --mode eager")
         dist.init()
         rank, world = dist.get_rank(), dist.get_world_size()
+    if args.ps:
+        import ndflow.distributed.ps as ps
+        ps.init()
+        if ps.is_server():  # holds the tables until the launcher stops the job
+            ps.register(make_model(args.model), sync=args.ps)
+            ps.serve()
+            return None
+        rank, world = ps.rank(), ps.num_workers()
     say = print if rank == 0 else (lambda *a, **k: None)
     try:
         x_train, y_train = load_split(args.data_root, True)
@@ -237,21 +252,35 @@ def main(argv=None):
     if args.mode == "graph":
         train_step = nd.function(train_step)
         predict = nd.function(predict)
-    if world > 1:
+    if args.ps:
+        # Pull the parameters before each step, push what it changed (scaled by
+        # 1/W) and clock after it; the step itself is unchanged.
+        ps.register(net, sync=args.ps)
+        trainer = ps.PSTrainer(net)
+        ps_step = train_step
+
+        def train_step(x, y):
+            with trainer.step():
+                return ps_step(x, y)
+    if world > 1 and args.distributed:
         local_step = train_step
 
         def train_step(x, y):  # reports the mean loss over the ranks (the loss of the global batch)
             return dist.all_reduce(local_step(x, y).detach().contiguous(), "mean")
 
     train_set = nd.data.TensorDataset(x_train, y_train)
-    if args.distributed:
+    if args.distributed or args.ps:
+        from ndflow.distributed import DistributedSampler
         # Each rank sees its 1/N of every epoch's permutation (same seed everywhere).
-        sampler = dist.DistributedSampler(train_set, shuffle=True, seed=args.seed)
+        sampler = (dist.DistributedSampler(train_set, shuffle=True, seed=args.seed) if args.distributed else
+                   DistributedSampler(train_set, world, rank, shuffle=True, seed=args.seed))
         loader = nd.data.DataLoader(train_set, batch_size=args.batch_size, sampler=sampler)
     else:
         loader = nd.data.DataLoader(train_set, batch_size=args.batch_size, shuffle=True, seed=args.seed)
 
     def test_accuracy():
+        if args.ps:  # each worker scores the whole test set with the parameters it holds
+            return accuracy(model, predict, x_test, y_test)
         if world == 1:
             return accuracy(model, predict, x_test, y_test)
         # Each rank scores a contiguous 1/N of the test set; the counts are summed.
@@ -261,6 +290,8 @@ def main(argv=None):
         return int(total.numpy()[0]) / len(x_test)
 
     batch_note = f"batch {args.batch_size}" + (f" per rank x {world} ranks" if args.distributed else "")
+    if args.ps:
+        batch_note = f"batch {args.batch_size} per worker x {world} workers, parameter server {args.ps}"
     say(f"Fashion-MNIST {MODELS[args.model]} | mode {args.mode} | {args.optimizer} lr {args.lr} | "
         f"{batch_note} | {args.threads} threads | seed {args.seed}")
     history = {"step_loss": [], "train_loss": [], "test_acc": [], "seconds": [],
@@ -313,7 +344,7 @@ def main(argv=None):
     if history["test_acc"]:
         say(f"trained in {time.perf_counter() - total_start:.1f} s; final test accuracy "
             f"{history['test_acc'][-1] * 100:.2f}%")
-    if world > 1:
+    if world > 1 and args.distributed:
         check_replicas_agree(net, rank)
     if args.save_params and rank == 0:
         nd._C.save_tensors(args.save_params, list(net.state_dict().items()), {})
@@ -326,7 +357,7 @@ def main(argv=None):
             print("matplotlib is missing: no plot (tools/setup.sh installs it)")
         if not args.skip_export:
             export_and_check(net, out, x_test, y_test, history["test_acc"][-1], args.model, args.threads)
-    if world > 1:
+    if world > 1 and args.distributed:
         dist.barrier()  # the files rank 0 wrote exist when any rank returns
     return history
 

@@ -54,5 +54,6 @@ void bind_tensor(py::module_& m);
 void bind_ops(py::module_& m);
 void bind_graph(py::module_& m);
 void bind_distributed(py::module_& m);
+void bind_ps(py::module_& m);
 
 }  // namespace ndflow::python

@@ -33,4 +33,5 @@ PYBIND11_MODULE(_C, m) {
   python::bind_ops(m);
   python::bind_graph(m);
   python::bind_distributed(m);
+  python::bind_ps(m);
 }

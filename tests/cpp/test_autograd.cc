@@ -37,7 +37,7 @@ TEST_CASE("shared subexpressions sum their gradients", "[autograd]") {
   REQUIRE_CLOSE(x.grad(), tensor(want, {2}), 1e-12);
 }
 
-TEST_CASE("no_grad records nothing; detach cuts history", "[autograd]") {
+TEST_CASE("no_grad records nothing, detach cuts history", "[autograd]") {
   Tensor x = tensor(std::vector<double>{1, 2}, {2}).set_requires_grad();
   {
     NoGradGuard ng;
@@ -111,7 +111,7 @@ TEST_CASE("in-place update of a tensor that requires grad is refused in grad mod
   REQUIRE_CLOSE(w, tensor(std::vector<double>{0.5, 1.5}, {2}));
 }
 
-TEST_CASE("requires_grad only on floating tensors; integer outputs carry none", "[autograd]") {
+TEST_CASE("requires_grad only on floating tensors, integer outputs carry none", "[autograd]") {
   Tensor i = tensor(std::vector<int64_t>{1, 2}, {2});
   REQUIRE_THROWS_AS(i.set_requires_grad(), TypeError);
   Tensor x = tensor(std::vector<double>{1, 2}, {2}).set_requires_grad();

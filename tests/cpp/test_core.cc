@@ -101,7 +101,7 @@ TEST_CASE("tensor handles: metadata, element access, printing", "[core]") {
   CHECK(long_vec.str().find("...") != std::string::npos);
 }
 
-TEST_CASE("views share storage; contiguous and clone copy", "[core]") {
+TEST_CASE("views share storage, contiguous and clone copy", "[core]") {
   Tensor base = seq({3, 4}, 0, 1);
   Tensor tr = base.t();
   CHECK_FALSE(tr.is_contiguous());

@@ -279,7 +279,7 @@ TEST_CASE("random draws follow the documented stream layout", "[random]") {
   CHECK(s.next() == 0x15474739u);
 }
 
-TEST_CASE("same seed gives the same numbers; other seeds or offsets differ", "[random]") {
+TEST_CASE("same seed gives the same numbers, other seeds or offsets differ", "[random]") {
   Generator a(7), b(7), c(8);
   Tensor xa = randn({1000}, DType::f32, &a), xb = randn({1000}, DType::f32, &b);
   Tensor xc = randn({1000}, DType::f32, &c);

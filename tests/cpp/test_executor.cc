@@ -262,7 +262,7 @@ TEST_CASE("executor: no thread blocks waiting for an asynchronous kernel", "[exe
   }
 }
 
-TEST_CASE("executor: fetch intermediates by node name; prune what is not needed", "[executor]") {
+TEST_CASE("executor: fetch intermediates by node name, prune what is not needed", "[executor]") {
   Graph g;
   {
     GraphScope scope(g);
@@ -485,7 +485,7 @@ TEST_CASE("executor: mixed dtypes are promoted as in eager mode", "[executor]") 
   REQUIRE_CLOSE(y, a * n + n);
 }
 
-TEST_CASE("executor: every intermediate is freed; run_ordered takes feeds by position", "[executor]") {
+TEST_CASE("executor: every intermediate is freed, run_ordered takes feeds by position", "[executor]") {
   Tensor w = rnd({32, 32}, 21, -0.3, 0.3, DType::f32);
   Graph g;
   {

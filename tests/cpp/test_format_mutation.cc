@@ -123,7 +123,7 @@ Outcome try_mutant(const Model& m, const std::string& bytes) {
 
 }  // namespace
 
-TEST_CASE("mutated .ndf files are rejected cleanly or run; weight-only mutants run", "[format]") {
+TEST_CASE("mutated .ndf files are rejected cleanly or run, weight-only mutants run", "[format]") {
   Model m = make_model();
   REQUIRE(try_mutant(m, m.bytes) == Outcome::ran);
   Rng rng{20240611};

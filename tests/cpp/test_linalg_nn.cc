@@ -94,7 +94,7 @@ TEST_CASE("matmul batches: folded, broadcast, many small, expanded operands", "[
     }
 }
 
-TEST_CASE("matmul does not read the memory it writes; in-place targets may be views", "[linalg]") {
+TEST_CASE("matmul does not read the memory it writes, in-place targets may be views", "[linalg]") {
   const OpDef& op = op_def("matmul");
   Tensor a = rnd({3, 4}, 21, -1, 1, DType::f32), b = rnd({4, 5}, 22, -1, 1, DType::f32);
   Tensor out = full({3, 5}, std::nan(""), DType::f32);

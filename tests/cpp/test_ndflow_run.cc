@@ -93,7 +93,7 @@ TEST_CASE("ndflow-run gives the in-process outputs of an exported graph", "[form
   REQUIRE_CLOSE(read_npy(dir / "l2.npy"), want[0], 1e-6, 1e-6);
 }
 
-TEST_CASE("ndflow-run: an unnamed --output needs a single-output graph; no --output prints", "[format][ndflow-run]") {
+TEST_CASE("ndflow-run: an unnamed --output needs a single-output graph, no --output prints", "[format][ndflow-run]") {
   TempDir dir;
   Graph g;
   {
@@ -111,7 +111,7 @@ TEST_CASE("ndflow-run: an unnamed --output needs a single-output graph; no --out
   CHECK(r.out.find("y = ") != std::string::npos);
 }
 
-TEST_CASE("ndflow-run: saved device requests run on logical devices; --explain-placement", "[format][ndflow-run]") {
+TEST_CASE("ndflow-run: saved device requests run on logical devices, --explain-placement", "[format][ndflow-run]") {
   TempDir dir;
   Graph g;
   {

@@ -172,7 +172,7 @@ TEST_CASE("prod gradient is exact at zeros", "[reduce][grad]") {
                             {T({0, 1.5, 0, -2, 0.5, 0, 3, 2, 0}, {3, 3}).set_requires_grad()}));
 }
 
-TEST_CASE("sum gradient broadcasts back; sum_to_like undoes broadcasting", "[reduce][grad]") {
+TEST_CASE("sum gradient broadcasts back, sum_to_like undoes broadcasting", "[reduce][grad]") {
   Tensor x = rnd({2, 3, 4}, 26).set_requires_grad();
   sum(x, {0, 2}).backward(T({1, 2, 3}, {3}));
   Tensor g = x.grad();

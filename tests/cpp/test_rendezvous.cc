@@ -203,7 +203,7 @@ TEST_CASE("local rendezvous: a recv that waits too long fails naming key and pee
   CHECK(recv_async(*rv, k, DType::f32, {1}).get().error == nullptr);
 }
 
-TEST_CASE("local rendezvous: abort fails pending and later calls; reset recovers", "[rendezvous]") {
+TEST_CASE("local rendezvous: abort fails pending and later calls, reset recovers", "[rendezvous]") {
   auto rv = make_local_rendezvous();
   auto pending = recv_async(*rv, key("p:0"), DType::f32, {1});
   REQUIRE(send_sync(*rv, key("unmatched:0"), tensor(std::vector<float>{1.f}, {1})) == nullptr);
@@ -245,7 +245,7 @@ TEST_CASE("local rendezvous: destroying it cancels waiting recvs", "[rendezvous]
   REQUIRE(fired.get_future().wait_for(5s) == std::future_status::ready);
 }
 
-TEST_CASE("local rendezvous: non-contiguous sends arrive contiguous; sender buffer is free", "[rendezvous]") {
+TEST_CASE("local rendezvous: non-contiguous sends arrive contiguous, sender buffer is free", "[rendezvous]") {
   auto rv = make_local_rendezvous();
   Tensor base = arange(0, 24, 1).reshape({2, 3, 4});
   Tensor view = base.permute({2, 0, 1}).slice(0, 1, 4, 2);  // [2,2,3], strided

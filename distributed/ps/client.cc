@@ -1,0 +1,217 @@
+// The worker side of the parameter server (client.h): a DEALER socket, the
+// table of outstanding requests, and the silence timeout.
+#include "distributed/ps/client.h"
+
+#include <map>
+#include <set>
+
+#include "distributed/ps/zmq_internal.h"
+
+namespace ndflow::ps {
+
+using SteadyClock = std::chrono::steady_clock;
+
+struct ClientState {
+  ClientOptions opt;
+  zmq::context_t ctx;
+  zmq::socket_t sock;
+  uint64_t next_request = 1;
+  uint64_t next_seq = 1;   // pushes are numbered 1, 2, ... per incarnation (exactly-once on the server)
+  int64_t clock = 0;
+  std::map<uint64_t, std::string> waiting;  // outstanding request -> what it is (for messages)
+  std::map<uint64_t, Message> arrived;      // replies not yet collected by their handle
+  std::set<uint64_t> abandoned;             // handles dropped before their reply
+  std::string deferred_error;               // the error reply of an abandoned request
+
+  explicit ClientState(ClientOptions o) : opt(std::move(o)), sock(ctx, zmq::socket_type::dealer) {}
+
+  std::string who() const { return str_cat("[ps.client worker ", opt.worker, "]"); }
+
+  uint64_t send(Message m, std::string what) {
+    if (!deferred_error.empty()) {
+      std::string e = std::move(deferred_error);
+      deferred_error.clear();
+      fail<ValueError>(e);
+    }
+    m.request = next_request++;
+    m.worker = opt.worker;
+    m.incarnation = opt.incarnation;
+    m.clock = m.type == MsgType::clock ? clock + 1 : clock;
+    // encode() inside checks the message, so a bad table name or dtype fails here, before the network.
+    if (!detail::send_message(sock, nullptr, m))
+      fail<TimeoutError>(who(), " could not send ", what, " to server ", opt.address, " within ",
+                         opt.timeout.count(), " ms (its queue is full: is the server running?)");
+    waiting[m.request] = std::move(what);
+    return m.request;
+  }
+
+  // Files one received message under its request.
+  void dispatch(std::vector<zmq::message_t>& frames) {
+    Message m;
+    try {
+      m = detail::decode_frames(frames, 0);
+    } catch (const ValueError& e) {
+      fail<ValueError>(who(), " malformed reply from server ", opt.address, ": ", e.what());
+    }
+    if (m.type != MsgType::reply && m.type != MsgType::error)
+      fail<ValueError>(who(), " server ", opt.address, " sent a ", msg_type_name(m.type), " instead of a reply");
+    auto w = waiting.find(m.request);
+    if (w == waiting.end()) return;  // a ping's answer, or a reply to a request that already timed out
+    waiting.erase(w);
+    if (abandoned.erase(m.request)) {
+      if (m.type == MsgType::error && deferred_error.empty())
+        deferred_error = str_cat(m.text, " (server ", opt.address, ")");
+      return;
+    }
+    arrived[m.request] = std::move(m);
+  }
+
+  // Receives until `request` is answered. Silence is measured from the start
+  // of this wait, so time the worker spent computing does not count.
+  Message wait_for(uint64_t request) {
+    const auto half = opt.timeout / 2;
+    auto heard = SteadyClock::now();
+    bool pinged = false;
+    std::vector<zmq::message_t> frames;
+    for (;;) {
+      auto a = arrived.find(request);
+      if (a != arrived.end()) {
+        Message m = std::move(a->second);
+        arrived.erase(a);
+        return m;
+      }
+      const auto now = SteadyClock::now();
+      const auto quiet = now - heard;
+      if (quiet >= opt.timeout) {
+        const auto what = waiting.count(request) ? waiting[request] : std::string("a request");
+        fail<TimeoutError>(who(), " server ", opt.address, " sent nothing for ", opt.timeout.count(),
+                           " ms while waiting for ", what,
+                           ": is it still running? (the limit is ClientOptions::timeout)");
+      }
+      if (quiet >= half && !pinged) {
+        // A pull may legitimately wait on a slow worker; a ping tells a live
+        // server from a dead one. dontwait: a dead server must not block us here.
+        Message ping{.type = MsgType::ping, .request = next_request++, .worker = opt.worker,
+                     .incarnation = opt.incarnation, .clock = clock};
+        (void)detail::send_message(sock, nullptr, ping, zmq::send_flags::dontwait);
+        pinged = true;
+      }
+      const auto next = pinged ? heard + opt.timeout : heard + half;
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(next - now) + std::chrono::milliseconds(1);
+      zmq::pollitem_t item{sock.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, left);
+      while (detail::recv_frames(sock, frames)) {
+        heard = SteadyClock::now();
+        pinged = false;
+        dispatch(frames);
+      }
+    }
+  }
+
+  // Turns a reply into the caller's result or throws the server's error.
+  Tensor result(Message m, int64_t* slowest) {
+    if (m.type == MsgType::error) fail<ValueError>(m.text, " (server ", opt.address, ")");
+    if (slowest) *slowest = m.value;
+    return m.tensors.empty() ? Tensor() : m.tensors[0];
+  }
+};
+
+void Handle::abandon() {
+  if (!s_ || done_) return;
+  auto a = s_->arrived.find(request_);
+  if (a != s_->arrived.end()) {
+    if (a->second.type == MsgType::error && s_->deferred_error.empty())
+      s_->deferred_error = str_cat(a->second.text, " (server ", s_->opt.address, ")");
+    s_->arrived.erase(a);
+  } else if (s_->waiting.count(request_)) {
+    s_->abandoned.insert(request_);
+  }
+}
+
+Handle::~Handle() { abandon(); }
+
+Handle& Handle::operator=(Handle&& o) noexcept {
+  if (this != &o) {
+    abandon();
+    s_ = std::move(o.s_);
+    request_ = o.request_;
+    result_ = std::move(o.result_);
+    slowest_ = o.slowest_;
+    done_ = o.done_;
+  }
+  return *this;
+}
+
+Tensor Handle::wait() {
+  NDF_CHECK(s_, ValueError, "[ps.client] wait() on an empty Handle");
+  if (!done_) {
+    result_ = s_->result(s_->wait_for(request_), &slowest_);
+    done_ = true;
+  }
+  return result_;
+}
+
+bool Handle::ready() {
+  if (!s_ || done_) return done_;
+  std::vector<zmq::message_t> frames;
+  while (detail::recv_frames(s_->sock, frames)) s_->dispatch(frames);
+  return s_->arrived.count(request_) > 0;
+}
+
+Client::Client(ClientOptions options) {
+  NDF_CHECK(!options.address.empty(), ValueError,
+            "[ps.client] ClientOptions::address is empty (the server's endpoint)");
+  NDF_CHECK(options.timeout.count() > 0, ValueError, "[ps.client] ClientOptions::timeout must be positive");
+  s_ = std::make_shared<ClientState>(std::move(options));
+  ClientState& s = *s_;
+  // linger 0: closing never waits on a dead server; sndtimeo: a send to a full queue fails instead of hanging.
+  s.sock.set(zmq::sockopt::linger, 0);
+  s.sock.set(zmq::sockopt::sndtimeo, static_cast<int>(s.opt.timeout.count()));
+  try {
+    s.sock.connect(s.opt.address);
+  } catch (const zmq::error_t& e) {
+    fail<ValueError>(s.who(), " cannot connect to server '", s.opt.address, "': ", e.what());
+  }
+  const uint64_t r = s.send(Message{.type = MsgType::hello, .text = s.opt.secret}, "the handshake");
+  Message reply = s.wait_for(r);
+  s.result(reply, nullptr);
+  s.clock = reply.clock;  // a rejoining worker continues at the server's clock
+}
+
+Client::~Client() = default;
+
+Handle Client::push(const std::string& table, const Tensor& grad) {
+  Message m{.type = MsgType::push_dense, .seq = s_->next_seq, .table = table, .tensors = {grad}};
+  const uint64_t r = s_->send(std::move(m), str_cat("push to table '", table, "'"));
+  s_->next_seq++;  // only once sent: a refused encode does not leave a gap
+  return Handle(s_, r);
+}
+
+Handle Client::push_rows(const std::string& table, const Tensor& ids, const Tensor& rows) {
+  Message m{.type = MsgType::push_rows, .seq = s_->next_seq, .table = table, .tensors = {ids, rows}};
+  const uint64_t r = s_->send(std::move(m), str_cat("push of rows to table '", table, "'"));
+  s_->next_seq++;
+  return Handle(s_, r);
+}
+
+Handle Client::pull(const std::string& table) {
+  return Handle(s_, s_->send(Message{.type = MsgType::pull_dense, .table = table},
+                             str_cat("pull of table '", table, "' at clock ", s_->clock)));
+}
+
+Handle Client::pull_rows(const std::string& table, const Tensor& ids) {
+  return Handle(s_, s_->send(Message{.type = MsgType::pull_rows, .table = table, .tensors = {ids}},
+                             str_cat("pull of rows of table '", table, "' at clock ", s_->clock)));
+}
+
+void Client::clock() {
+  const uint64_t r = s_->send(Message{.type = MsgType::clock}, str_cat("clock ", s_->clock + 1));
+  s_->result(s_->wait_for(r), nullptr);
+  s_->clock++;
+}
+
+int64_t Client::current_clock() const { return s_->clock; }
+const std::string& Client::address() const { return s_->opt.address; }
+
+}  // namespace ndflow::ps

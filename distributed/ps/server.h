@@ -1,0 +1,104 @@
+// A parameter server (DESIGN.md §7, issue 7): owns named f32 tables, applies
+// the workers' pushes (accumulate, or a server-side SGD step), answers pulls
+// as the table's consistency model allows, over a ZeroMQ ROUTER socket. One
+// thread polls the socket and owns all state, so nothing needs a lock.
+//
+//   Server s({.secret = job_secret, .num_workers = 4});       // loopback, ephemeral port
+//   s.add_table({.name = "w", .initial = zeros({10, 4}), .sync = Sync::ssp(2)});
+//   s.start();                      // s.endpoint(): "tcp://127.0.0.1:41237"
+//   ...                             // workers connect with ps::Client
+//   s.stop();
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "core/tensor.h"
+
+namespace ndflow::ps {
+
+// Consistency of reads (Ho et al., "More Effective Distributed ML via a Stale
+// Synchronous Parallel Parameter Server", NIPS 2013): a pull by a worker at
+// clock c is answered once every live worker's clock is >= c - staleness, so
+// it sees every update from clocks <= c - staleness - 1. BSP is SSP(0); ASP
+// never waits. Replies are delayed, never dropped. A BSP/SSP read sees
+// exactly the updates of the clocks every worker has finished (the updates
+// of a clock are applied together once the slowest worker finishes it), so
+// BSP takes the steps of synchronous data parallelism.
+struct Sync {
+  enum class Kind : uint8_t { bsp, ssp, asp };
+  Kind kind = Kind::bsp;
+  int64_t staleness = 0;
+  static Sync bsp() { return {Kind::bsp, 0}; }
+  static Sync ssp(int64_t s) { return {Kind::ssp, s}; }
+  static Sync asp() { return {Kind::asp, 0}; }
+};
+
+enum class UpdateRule : uint8_t {
+  accumulate,  // table += update (the worker runs its own optimizer)
+  sgd,         // table -= lr * grad, with the fused apply_sgd op
+};
+
+struct TableSpec {
+  std::string name;   // see valid_table_name() in wire.h
+  Tensor initial;     // f32, copied; its shape is the table's. Rows are along axis 0.
+  UpdateRule rule = UpdateRule::accumulate;
+  double lr = 0.01;   // for UpdateRule::sgd
+  Sync sync = Sync::bsp();
+};
+
+struct ServerOptions {
+  // Loopback by default: exposing the server takes an explicit address
+  // (e.g. "tcp://10.0.0.5:7000"). Port 0 picks a free port; see endpoint().
+  std::string address = "tcp://127.0.0.1:0";
+  std::string secret;        // the job's secret; every connection must present it
+  uint32_t num_workers = 1;  // workers 0..num_workers-1 make up the clock table
+  int64_t max_message_bytes = int64_t(1) << 31;  // larger frames are dropped by ZeroMQ
+  // Where rejected messages and refused handshakes are reported (stderr by default).
+  std::function<void(const std::string&)> log;
+};
+
+// Counters, readable from any thread while the server runs.
+struct ServerStats {
+  std::atomic<uint64_t> rejected{0};         // malformed or invalid messages
+  std::atomic<uint64_t> refused{0};          // handshakes with a wrong secret
+  std::atomic<uint64_t> pushes_applied{0};
+  std::atomic<uint64_t> replays_ignored{0};  // pushes already applied (exactly-once)
+  std::atomic<uint64_t> pulls_delayed{0};    // pulls that had to wait for a slower worker
+};
+
+class NDF_EXPORT Server {
+ public:
+  explicit Server(ServerOptions options);
+  ~Server();  // stops the server if it runs
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Adds a table; only before start(). Throws ValueError on a bad spec.
+  void add_table(const TableSpec& spec);
+  // Binds the socket (throws ValueError naming the address if it cannot) and
+  // starts the poll thread.
+  void start();
+  // Stops the poll thread and closes the socket; pending pulls are dropped
+  // with the connection (their clients time out naming this server).
+  void stop();
+  bool running() const;
+  // The bound address with the actual port, e.g. "tcp://127.0.0.1:41237".
+  const std::string& endpoint() const;
+  // A copy of a table's value with every update pushed so far, including
+  // those a BSP/SSP table still holds back for clocks some worker has not
+  // finished; only while the server is stopped (the poll thread owns the
+  // tables while it runs; read them through a Client then).
+  Tensor value(const std::string& table) const;
+  const ServerStats& stats() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ndflow::ps

@@ -1,0 +1,230 @@
+"""Parameter-server training (DESIGN.md §7; C++: distributed/ps/).
+
+Started by ``tools/ndflow-launch --servers S --workers W -- python train.py``,
+every process runs the same script; ``init()`` reads its role, rank, the
+server addresses and the job's secret from the environment the launcher set
+(``NDFLOW_PS_*``). Each parameter becomes a table on one server (tables are
+spread over the servers in registration order). Servers hold the values and
+apply what workers push; workers pull values, compute, push, and end each
+step with ``clock()``. Reads obey the table's consistency model: ``"bsp"``,
+``"asp"`` or ``"ssp:N"`` (a worker at clock c sees every update from clocks
+<= c - N - 1 of every worker; SSP(0) is BSP; ASP never waits).
+
+    import ndflow.distributed.ps as ps
+    ps.init()
+    model = MLP()                                  # the same seed on every process
+    ps.register(model, sync="ssp:3")
+    if ps.is_server():
+        ps.serve()                                 # until the launcher stops the job
+        raise SystemExit(0)
+    trainer = ps.PSTrainer(model)
+    for x, y in loader:
+        with trainer.step():                       # pull before, push + clock after
+            train_step(x, y)                       # eager or @ndflow.function: updates the parameters locally
+
+Started without the launcher, ``init()`` makes a world of one worker with an
+in-process server, so the same script runs unchanged.
+
+``PSTrainer`` pushes what the local step changed (new - old parameters,
+scaled by 1/W), with tables that accumulate: with plain or momentum SGD under
+BSP this takes exactly the steps of synchronous data parallelism on the same
+data, since those optimizers are linear in the gradients.
+"""
+import contextlib
+import os
+import secrets
+import signal
+import threading
+
+from .. import _C
+from ..autograd import no_grad
+
+_ps = _C._ps
+_state = None
+
+
+class _Job:
+    def __init__(self, env):
+        def need(name):
+            v = env.get(name)
+            if v is None:
+                raise RuntimeError(f"ndflow.distributed.ps.init(): {name} is not set; start the job with "
+                                   "tools/ndflow-launch (or set every NDFLOW_PS_* variable, see its --help)")
+            return v
+        self.role = need("NDFLOW_PS_ROLE")
+        if self.role not in ("server", "worker"):
+            raise ValueError(f"NDFLOW_PS_ROLE={self.role!r} is neither 'server' nor 'worker'")
+        self.rank = int(need("NDFLOW_PS_RANK"))
+        self.num_workers = int(need("NDFLOW_PS_NUM_WORKERS"))
+        self.servers = [a for a in need("NDFLOW_PS_SERVERS").split(",") if a]
+        self.secret = need("NDFLOW_PS_SECRET")
+        self.incarnation = int(env.get("NDFLOW_PS_INCARNATION", "0"))
+        self.timeout = float(env.get("NDFLOW_PS_TIMEOUT", "30"))
+        self.server = None        # this process's Server (server role, or the local world of one)
+        self.clients = []         # per server (worker role)
+        self.tables = {}          # name -> server index
+        self.local = False
+
+
+def init():
+    """Reads this process's role from the launcher's environment (idempotent).
+    Without the launcher: one worker with an in-process server."""
+    global _state
+    if _state is not None:
+        return _state.role
+    if "NDFLOW_PS_ROLE" in os.environ:
+        _state = _Job(os.environ)
+    else:
+        secret = secrets.token_hex(16)
+        _state = _Job({"NDFLOW_PS_ROLE": "worker", "NDFLOW_PS_RANK": "0", "NDFLOW_PS_NUM_WORKERS": "1",
+                       "NDFLOW_PS_SERVERS": "local", "NDFLOW_PS_SECRET": secret})
+        _state.local = True
+    return _state.role
+
+
+def _job():
+    if _state is None:
+        init()
+    return _state
+
+
+def is_server():
+    return _job().role == "server"
+
+
+def rank():
+    """This process's index within its role."""
+    return _job().rank
+
+
+def num_workers():
+    return _job().num_workers
+
+
+def register(module_or_tensors, sync="bsp", rule="accumulate", lr=0.01):
+    """Puts parameters on the servers: a module's named parameters, or a dict
+    {name: tensor}. Every process calls it with the same parameters (same
+    seed): a server keeps the tables it owns, initialized from its copy; a
+    worker connects to every server. Returns the table names."""
+    job = _job()
+    named = (dict(module_or_tensors.named_parameters()) if hasattr(module_or_tensors, "named_parameters")
+             else dict(module_or_tensors))
+    if not named:
+        raise ValueError("ps.register: no parameters to put on the servers")
+    first = len(job.tables)
+    for i, name in enumerate(named):
+        if name in job.tables:
+            raise ValueError(f"ps.register: table {name!r} is registered twice")
+        job.tables[name] = (first + i) % (1 if job.local else len(job.servers))
+    if job.local or job.role == "server":
+        if job.server is None:
+            address = "tcp://127.0.0.1:0" if job.local else job.servers[job.rank]
+            job.server = _ps.Server(job.secret, job.num_workers, address)
+        mine = 0 if job.local else job.rank
+        with no_grad():
+            for name, t in named.items():
+                if job.tables[name] == mine:
+                    job.server.add_table(name, t.detach().contiguous().clone(), rule, lr, sync)
+    if job.local:
+        job.server.start()
+        job.servers = [job.server.endpoint]
+    if job.role == "worker" and not job.clients:
+        job.clients = [_ps.Client(a, job.secret, job.rank, job.incarnation + 1, job.timeout) for a in job.servers]
+    return list(named)
+
+
+def serve():
+    """Server role: serves the registered tables until SIGTERM or SIGINT
+    (the launcher stops servers that way once every worker is done)."""
+    job = _job()
+    if job.role != "server":
+        raise RuntimeError("ps.serve() is for the server role; workers train (see PSTrainer)")
+    if job.server is None:
+        raise RuntimeError("ps.serve(): register the parameters first (ps.register(model))")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    job.server.start()
+    while not stop.wait(0.2):
+        pass
+    job.server.stop()
+
+
+def _client(name):
+    job = _job()
+    if job.role != "worker":
+        raise RuntimeError("push/pull/clock are for workers")
+    if name not in job.tables:
+        raise KeyError(f"table {name!r} is not registered (tables: {sorted(job.tables)})")
+    return job.clients[job.tables[name]]
+
+
+def push(name, value):
+    """Sends `value` to table `name`; returns a handle (handle.wait()). Leave
+    `value` unmodified until then: it is sent without a copy."""
+    return _client(name).push(name, value.detach().contiguous())
+
+
+def pull(name):
+    """The table's value once its consistency model allows; returns a handle."""
+    return _client(name).pull(name)
+
+
+def push_rows(name, ids, rows):
+    """Sends updates of some rows of table `name`: ids (i64 [k]) and rows
+    ([k, *row_shape]); returns a handle."""
+    return _client(name).push_rows(name, ids.contiguous(), rows.detach().contiguous())
+
+
+def pull_rows(name, ids):
+    """Rows `ids` (i64 [k]) of table `name` once the consistency model
+    allows; returns a handle."""
+    return _client(name).pull_rows(name, ids.contiguous())
+
+
+def clock():
+    """Ends this worker's step on every server."""
+    for c in _job().clients:
+        c.clock()
+
+
+class PSTrainer:
+    """Keeps a module's parameters in step with the servers around each
+    training step: pulls them before, pushes (new - old) * scale after, then
+    clocks. scale defaults to 1/num_workers (the mean, as data parallelism)."""
+
+    def __init__(self, module, scale=None):
+        job = _job()
+        if job.role != "worker":
+            raise RuntimeError("PSTrainer runs on workers; servers call ps.serve()")
+        self.named = dict(module.named_parameters())
+        missing = [n for n in self.named if n not in job.tables]
+        if missing:
+            raise ValueError(f"PSTrainer: parameters {missing} are not registered; call ps.register(model) first")
+        self.scale = 1.0 / job.num_workers if scale is None else float(scale)
+        self.staleness = []   # per step: this worker's clock - the slowest clock its pulls saw
+
+    def pull(self):
+        handles = {n: pull(n) for n in self.named}  # all in flight at once
+        stale = 0
+        clock_now = _job().clients[0].current_clock
+        with no_grad():
+            for n, h in handles.items():
+                value = h.wait()
+                self.named[n].copy_(value)
+                stale = max(stale, clock_now - h.slowest_clock)
+        self.staleness.append(stale)
+        return {n: p.detach().clone() for n, p in self.named.items()}
+
+    def push(self, before):
+        with no_grad():
+            deltas = {n: (p.detach() - before[n]) * self.scale for n, p in self.named.items()}
+        for h in [push(n, d) for n, d in deltas.items()]:
+            h.wait()
+        clock()
+
+    @contextlib.contextmanager
+    def step(self):
+        before = self.pull()
+        yield
+        self.push(before)

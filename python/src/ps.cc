@@ -1,0 +1,97 @@
+// ndflow._C._ps: the parameter server and its client (distributed/ps/), for
+// ndflow.distributed.ps. Every call that waits on the network releases the GIL.
+#include <memory>
+
+#include "bindings.h"
+#include "distributed/ps/client.h"
+#include "distributed/ps/server.h"
+
+namespace ndflow::python {
+
+namespace {
+
+using nogil = py::call_guard<py::gil_scoped_release>;
+
+// "bsp", "asp", "ssp:3" (or "ssp3").
+ps::Sync parse_sync(const std::string& s) {
+  if (s == "bsp") return ps::Sync::bsp();
+  if (s == "asp") return ps::Sync::asp();
+  if (s.starts_with("ssp")) {
+    std::string n = s.substr(s.size() > 3 && s[3] == ':' ? 4 : 3);
+    bool ok = !n.empty() && n.size() < 6 && n.find_first_not_of("0123456789") == std::string::npos;
+    if (ok) return ps::Sync::ssp(std::stoll(n));
+  }
+  throw py::value_error("consistency '" + s + "' is not one of bsp, asp, ssp:N (N >= 0 clocks of staleness)");
+}
+
+ps::UpdateRule parse_rule(const std::string& r) {
+  if (r == "accumulate") return ps::UpdateRule::accumulate;
+  if (r == "sgd") return ps::UpdateRule::sgd;
+  throw py::value_error("update rule '" + r + "' is not one of accumulate (table += pushed), sgd (table -= lr * pushed)");
+}
+
+}  // namespace
+
+void bind_ps(py::module_& root) {
+  py::module_ m = root.def_submodule("_ps", "parameter server and client (use ndflow.distributed.ps)");
+
+  py::class_<ps::Handle>(m, "Handle")
+      .def("wait", &ps::Handle::wait, nogil(), "the pulled tensor (None for a push), once the reply is in")
+      .def("ready", &ps::Handle::ready)
+      .def_property_readonly("slowest_clock", &ps::Handle::slowest_clock);
+
+  py::class_<ps::Client>(m, "Client")
+      .def(py::init([](const std::string& address, const std::string& secret, uint32_t worker, uint64_t incarnation,
+                       double timeout_s) {
+             ps::ClientOptions o;
+             o.address = address;
+             o.secret = secret;
+             o.worker = worker;
+             o.incarnation = incarnation;
+             o.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+             py::gil_scoped_release release;
+             return std::make_unique<ps::Client>(o);
+           }),
+           py::arg("address"), py::arg("secret"), py::arg("worker"), py::arg("incarnation") = 1,
+           py::arg("timeout") = 10.0)
+      .def("push", &ps::Client::push, py::arg("table"), py::arg("value"), nogil())
+      .def("push_rows", &ps::Client::push_rows, py::arg("table"), py::arg("ids"), py::arg("rows"), nogil())
+      .def("pull", &ps::Client::pull, py::arg("table"), nogil())
+      .def("pull_rows", &ps::Client::pull_rows, py::arg("table"), py::arg("ids"), nogil())
+      .def("clock", &ps::Client::clock, nogil())
+      .def_property_readonly("current_clock", &ps::Client::current_clock)
+      .def_property_readonly("address", &ps::Client::address);
+
+  py::class_<ps::Server>(m, "Server")
+      .def(py::init([](const std::string& secret, uint32_t num_workers, const std::string& address) {
+             ps::ServerOptions o;
+             o.secret = secret;
+             o.num_workers = num_workers;
+             o.address = address;
+             return std::make_unique<ps::Server>(o);
+           }),
+           py::arg("secret"), py::arg("num_workers"), py::arg("address") = "tcp://127.0.0.1:0")
+      .def("add_table", [](ps::Server& s, const std::string& name, const Tensor& initial, const std::string& rule,
+                           double lr, const std::string& sync) {
+             s.add_table({name, initial, parse_rule(rule), lr, parse_sync(sync)});
+           },
+           py::arg("name"), py::arg("initial"), py::arg("rule") = "accumulate", py::arg("lr") = 0.01,
+           py::arg("sync") = "bsp")
+      .def("start", &ps::Server::start, nogil())
+      .def("stop", &ps::Server::stop, nogil())
+      .def_property_readonly("running", &ps::Server::running)
+      .def_property_readonly("endpoint", &ps::Server::endpoint)
+      .def("value", &ps::Server::value, py::arg("table"))
+      .def("stats", [](const ps::Server& s) {
+        const ps::ServerStats& st = s.stats();
+        py::dict d;
+        d["rejected"] = st.rejected.load();
+        d["refused"] = st.refused.load();
+        d["pushes_applied"] = st.pushes_applied.load();
+        d["replays_ignored"] = st.replays_ignored.load();
+        d["pulls_delayed"] = st.pulls_delayed.load();
+        return d;
+      });
+}
+
+}  // namespace ndflow::python

@@ -1,0 +1,148 @@
+"""ndflow.distributed.ps end to end: jobs of real processes started by
+tools/ndflow-launch (2 servers x 4 workers) — exact integer sums under BSP,
+SSP and ASP, BSP training equal to synchronous data parallelism — and the
+launcher-less world of one."""
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ndflow as nd
+import ndflow.nn as nn
+import ndflow.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[2]
+LAUNCH = ROOT / "tools" / "ndflow-launch"
+
+EXACT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import ndflow as nd
+    import ndflow.distributed.ps as ps
+    ps.init()
+    tables = {"a": nd.zeros((3,)), "b": nd.zeros((2, 2))}    # on server 0 and server 1
+    ps.register(tables, sync=sys.argv[1])
+    if ps.is_server():
+        ps.serve()
+        for name in tables:
+            if name in ("a", "b")[ps.rank()::2]:
+                print("FINAL", name, float(ps._job().server.value(name).sum()), flush=True)
+        raise SystemExit(0)
+    w = ps.rank()
+    for c in range(10):
+        for name, t in tables.items():
+            ps.pull(name).wait()
+            ps.push(name, nd.full(t.shape, float((w + 1) * (c + 1)))).wait()
+        ps.clock()
+""")
+
+TRAIN = textwrap.dedent("""
+    import numpy as np
+    import ndflow as nd, ndflow.nn as nn, ndflow.nn.functional as F
+    import ndflow.distributed.ps as ps
+    ps.init()
+    nd.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3))
+    ps.register(model, sync="bsp")
+    if ps.is_server():
+        ps.serve()
+        raise SystemExit(0)
+    opt = nd.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((10, 16, 5)).astype(np.float32)   # 10 steps x 4 workers x 4 samples
+    Y = rng.integers(0, 3, (10, 16))
+    trainer = ps.PSTrainer(model)
+    r = ps.rank()
+
+    @nd.function
+    def step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    for s in range(10):
+        with trainer.step():
+            step(nd.tensor(X[s, 4 * r:4 * r + 4]), nd.tensor(Y[s, 4 * r:4 * r + 4]))
+    trainer.pull()                     # BSP: every worker's last push is in
+    if r == 0:
+        flat = np.concatenate([p.detach().numpy().ravel() for p in model.parameters()])
+        np.save(__import__("sys").argv[1], flat)
+""")
+
+
+def launch(tmp_path, body, *args, workers=4, servers=2):
+    script = tmp_path / "job.py"
+    script.write_text(body)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NDFLOW_PS_")}
+    env["PYTHONPATH"] = str(ROOT / "python")
+    cmd = [str(LAUNCH), "--servers", str(servers), "--workers", str(workers), "--max-restarts", "0",
+           "--grace-period", "5", "--", sys.executable, str(script), *map(str, args)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+@pytest.mark.parametrize("sync", ["bsp", "ssp:2", "asp"])
+def test_integer_updates_sum_exactly(tmp_path, sync):
+    out = launch(tmp_path, EXACT, sync)
+    finals = dict(re.findall(r"FINAL (\w) ([0-9.]+)", out))
+    per_element = sum(w + 1 for w in range(4)) * sum(c + 1 for c in range(10))  # 550
+    assert finals == {"a": str(float(3 * per_element)), "b": str(float(4 * per_element))}, out
+
+
+def test_bsp_training_equals_synchronous_data_parallel(tmp_path):
+    launch(tmp_path, TRAIN, tmp_path / "ps.npy")
+    ps_params = np.load(tmp_path / "ps.npy")
+    # The same steps in one process on the whole batch of 16 (the mean over
+    # 4 workers' means of 4 samples is the mean over 16).
+    nd.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3))
+    opt = nd.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((10, 16, 5)).astype(np.float32)
+    Y = rng.integers(0, 3, (10, 16))
+    for s in range(10):
+        opt.zero_grad()
+        F.cross_entropy(model(nd.tensor(X[s])), nd.tensor(Y[s])).backward()
+        opt.step()
+    ref = np.concatenate([p.detach().numpy().ravel() for p in model.parameters()])
+    np.testing.assert_allclose(ps_params, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_world_of_one_without_the_launcher():
+    import ndflow.distributed.ps as ps
+    saved = ps._state
+    ps._state = None
+    try:
+        env_role = os.environ.pop("NDFLOW_PS_ROLE", None)
+        assert ps.init() == "worker"
+        nd.manual_seed(0)
+        model = nn.Linear(3, 2)
+        ps.register(model)
+        trainer = ps.PSTrainer(model)
+        opt = nd.optim.SGD(model.parameters(), lr=0.5)
+        x = nd.ones((4, 3))
+        for _ in range(3):
+            with trainer.step():
+                opt.zero_grad()
+                model(x).sum().backward()
+                opt.step()
+        # The server holds what the worker computed.
+        on_server = ps.pull("weight").wait()
+        np.testing.assert_allclose(on_server.numpy(), model.weight.detach().numpy())
+        assert trainer.staleness == [0, 0, 0]
+        with pytest.raises(KeyError, match="not registered"):
+            ps.pull("nope")
+    finally:
+        if ps._state is not None and ps._state.server is not None:
+            ps._state.server.stop()
+        ps._state = saved
+        if env_role is not None:
+            os.environ["NDFLOW_PS_ROLE"] = env_role
