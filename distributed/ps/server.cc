@@ -23,11 +23,12 @@ struct Table {
   UpdateRule rule;
   Tensor lr;  // 0-d f32, for UpdateRule::sgd
   Sync sync;
-  // BSP/SSP: the updates pushed at clock k wait here until every worker has
-  // finished clock k, then go into `value` together. A read thus sees exactly
-  // the clocks every worker has finished — for BSP the state after the
-  // previous step, as synchronous training has it, never a faster worker's
-  // update of the current step. ASP tables apply each push at once.
+  // BSP (= SSP(0)): the updates pushed at clock k wait here until every
+  // worker has finished clock k, then go into `value` together. A read thus
+  // sees exactly the state after the previous step, as synchronous training
+  // has it, never a faster worker's update of the current step. SSP(s > 0)
+  // and ASP apply each push at once: a read sees the freshest value (its own
+  // updates included), which SSP bounds from below by waiting.
   std::map<int64_t, Tensor> pending;
 };
 
@@ -275,7 +276,7 @@ void Server::Impl::handle_push(const std::string& identity, const Message& m, Ta
 
   EagerScope eager;
   NoGradGuard no_grad;
-  if (t.sync.kind == Sync::Kind::asp) {
+  if (t.sync.kind == Sync::Kind::asp || t.sync.staleness > 0) {
     apply(t, t.value, m, update);
   } else {
     // Held back until every worker has finished this clock (see Table::pending).

@@ -24,10 +24,11 @@ namespace ndflow::ps {
 // Synchronous Parallel Parameter Server", NIPS 2013): a pull by a worker at
 // clock c is answered once every live worker's clock is >= c - staleness, so
 // it sees every update from clocks <= c - staleness - 1. BSP is SSP(0); ASP
-// never waits. Replies are delayed, never dropped. A BSP/SSP read sees
-// exactly the updates of the clocks every worker has finished (the updates
-// of a clock are applied together once the slowest worker finishes it), so
-// BSP takes the steps of synchronous data parallelism.
+// never waits. Replies are delayed, never dropped. A BSP read sees exactly
+// the updates of the clocks every worker has finished (a clock's updates are
+// applied together once the slowest worker finishes it), so BSP takes the
+// steps of synchronous data parallelism; SSP(s > 0) and ASP reads see the
+// freshest value, the reader's own updates included.
 struct Sync {
   enum class Kind : uint8_t { bsp, ssp, asp };
   Kind kind = Kind::bsp;
@@ -89,7 +90,7 @@ class NDF_EXPORT Server {
   // The bound address with the actual port, e.g. "tcp://127.0.0.1:41237".
   const std::string& endpoint() const;
   // A copy of a table's value with every update pushed so far, including
-  // those a BSP/SSP table still holds back for clocks some worker has not
+  // those a BSP table still holds back for clocks some worker has not
   // finished; only while the server is stopped (the poll thread owns the
   // tables while it runs; read them through a Client then).
   Tensor value(const std::string& table) const;
