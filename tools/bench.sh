@@ -5,7 +5,7 @@
 # this (BENCHMARKING.md: benchmarks print, tests assert). The peer, PyTorch,
 # comes from `tools/setup.sh --bench`; without it the benchmarks still run.
 #   tools/bench.sh                        peak_fma bench_matmul bench_dispatch bench_softmax_ce
-#                                         bench_mlp_step bench_allreduce
+#                                         bench_mlp_step bench_allreduce bench_ps
 # bench_allreduce runs under mpirun (oversubscribed), with 2 and then 4 ranks.
 #   tools/bench.sh bench_matmul ...       only those, in the order given
 set -uo pipefail
@@ -15,7 +15,7 @@ if [ -n "${CI:-}" ] && [ -z "${NDFLOW_BENCH_IN_CI:-}" ]; then
   echo "bench.sh: not run under CI (set NDFLOW_BENCH_IN_CI=1 to force)"
   exit 0
 fi
-all=(peak_fma bench_matmul bench_dispatch bench_softmax_ce bench_mlp_step bench_allreduce)
+all=(peak_fma bench_matmul bench_dispatch bench_softmax_ce bench_mlp_step bench_allreduce bench_ps)
 benches=("$@")
 [ ${#benches[@]} -eq 0 ] && benches=("${all[@]}")
 for b in "${benches[@]}"; do

@@ -56,7 +56,12 @@ struct ClientState {
     if (m.type != MsgType::reply && m.type != MsgType::error)
       fail<ValueError>(who(), " server ", opt.address, " sent a ", msg_type_name(m.type), " instead of a reply");
     auto w = waiting.find(m.request);
-    if (w == waiting.end()) return;  // a ping's answer, or a reply to a request that already timed out
+    if (w == waiting.end()) {
+      // A ping's answer. A refused ping means the server lost this
+      // connection's session (it was restarted): waiting on would never end.
+      if (m.type == MsgType::error) fail<ValueError>(who(), " ", m.text, " (server ", opt.address, ")");
+      return;
+    }
     waiting.erase(w);
     if (abandoned.erase(m.request)) {
       if (m.type == MsgType::error && deferred_error.empty())
@@ -209,6 +214,13 @@ void Client::clock() {
   const uint64_t r = s_->send(Message{.type = MsgType::clock}, str_cat("clock ", s_->clock + 1));
   s_->result(s_->wait_for(r), nullptr);
   s_->clock++;
+}
+
+int64_t Client::ping() {
+  const uint64_t r = s_->send(Message{.type = MsgType::ping}, "a ping");
+  int64_t slowest = 0;
+  s_->result(s_->wait_for(r), &slowest);
+  return slowest;
 }
 
 int64_t Client::current_clock() const { return s_->clock; }

@@ -83,6 +83,11 @@ class NDF_EXPORT Client {
   Handle pull_rows(const std::string& table, const Tensor& ids);
   // Ends this worker's current clock (one step); waits for the server's ack.
   void clock();
+  // A heartbeat: asks the server for the slowest live clock and waits for
+  // the answer. Any request keeps a worker alive; a worker that may stay
+  // quiet longer than the server's heartbeat_timeout (a long step) pings from
+  // a second Client (same worker id and incarnation) on another thread.
+  int64_t ping();
   // This worker's clock: the number of clock() calls (or the server's count on rejoin).
   int64_t current_clock() const;
   const std::string& address() const;

@@ -6,8 +6,10 @@
 #include <cstring>
 #include <iostream>
 #include <map>
+#include <filesystem>
 #include <thread>
 
+#include "core/format.h"
 #include "distributed/ps/zmq_internal.h"
 #include "ops/api.h"
 #include "runtime/eager.h"
@@ -32,10 +34,19 @@ struct Table {
   std::map<int64_t, Tensor> pending;
 };
 
+using SteadyClock = std::chrono::steady_clock;
+
 struct WorkerState {
   int64_t clock = 0;
   uint64_t incarnation = 0;
   uint64_t last_seq = 0;  // highest push applied for this incarnation
+  // A worker is in the clock table while alive. One that has not connected
+  // yet counts as alive at clock 0 (it is still starting); one that has
+  // connected is declared dead after ServerOptions::heartbeat_timeout of
+  // silence.
+  bool connected = false;
+  bool alive = true;
+  SteadyClock::time_point heard{};
 };
 
 // A connection that passed the handshake speaks for one worker incarnation.
@@ -75,6 +86,7 @@ struct Server::Impl {
   std::map<std::string, Session> sessions;  // by ZeroMQ routing identity
   std::vector<Delayed> delayed;
   ServerStats stats;
+  int64_t checkpointed_at = 0;  // the slowest clock at the last checkpoint
 
   zmq::context_t ctx;
   std::unique_ptr<zmq::socket_t> sock;
@@ -112,10 +124,20 @@ struct Server::Impl {
     return names.empty() ? "none" : names;
   }
 
-  int64_t slowest_clock() const {
-    int64_t c = workers.empty() ? 0 : workers[0].clock;
-    for (const WorkerState& w : workers) c = std::min(c, w.clock);
-    return c;
+  // The slowest clock of the live workers, leaving out `except` (when no
+  // worker is live: the fastest clock, so that nothing waits).
+  int64_t slowest_clock(int64_t except = -1) const {
+    int64_t c = INT64_MAX, fastest = 0;
+    for (size_t i = 0; i < workers.size(); ++i) {
+      fastest = std::max(fastest, workers[i].clock);
+      if (workers[i].alive && int64_t(i) != except) c = std::min(c, workers[i].clock);
+    }
+    return c == INT64_MAX ? fastest : c;
+  }
+  bool any_alive_except(uint32_t w) const {
+    for (size_t i = 0; i < workers.size(); ++i)
+      if (workers[i].alive && i != w) return true;
+    return false;
   }
   bool may_read(const Table& t, int64_t clock) const {
     if (t.sync.kind == Sync::Kind::asp) return true;
@@ -130,6 +152,17 @@ struct Server::Impl {
   void check_rows(const Message& m, const Table& t, const Tensor& ids) const;
   void retry_delayed();
   void commit_finished_clocks();
+  void heard_from(uint32_t worker);
+  void save_checkpoint();
+  void restore_checkpoint();
+  void clocks_advanced() {
+    commit_finished_clocks();
+    retry_delayed();
+    if (!opt.checkpoint_path.empty() && opt.checkpoint_every > 0 &&
+        slowest_clock() >= checkpointed_at + opt.checkpoint_every)
+      save_checkpoint();
+  }
+  void check_heartbeats();
   void apply(Table& t, Tensor target, const Message& m, const Tensor& update);
 };
 
@@ -140,7 +173,42 @@ void Server::Impl::loop() {
     // A short poll bounds how long stop() waits; the loop is otherwise idle.
     zmq::poll(&item, 1, std::chrono::milliseconds(20));
     while (!stopping.load() && detail::recv_frames(*sock, frames)) handle(frames);
+    check_heartbeats();
   }
+}
+
+// Any message of a live session is a heartbeat; a worker that was declared
+// dead and speaks again (it was only slow) is back in the clock table at its
+// own clock.
+void Server::Impl::heard_from(uint32_t worker) {
+  WorkerState& w = workers[worker];
+  w.heard = SteadyClock::now();
+  if (!w.alive) {
+    w.alive = true;
+    log(str_cat(where(), " worker ", worker, " incarnation ", w.incarnation, " is alive again at clock ", w.clock,
+                " and back in the clock table (raise ServerOptions::heartbeat_timeout / "
+                "NDFLOW_PS_HEARTBEAT_TIMEOUT if its silences are expected)"));
+  }
+}
+
+// Declares connected workers silent past the timeout dead: they leave the
+// clock table, so clocks they held back commit and pulls waiting on them are
+// answered.
+void Server::Impl::check_heartbeats() {
+  const auto now = SteadyClock::now();
+  bool changed = false;
+  for (size_t i = 0; i < workers.size(); ++i) {
+    WorkerState& w = workers[i];
+    if (!w.connected || !w.alive || now - w.heard < opt.heartbeat_timeout) continue;
+    w.alive = false;
+    changed = true;
+    stats.workers_dead++;
+    log(str_cat(where(), " worker ", i, " incarnation ", w.incarnation, " sent nothing for ",
+                opt.heartbeat_timeout.count(), " ms: declared dead at clock ", w.clock,
+                " and removed from the clock table (slowest clock now ", slowest_clock(),
+                "); a restart of it rejoins"));
+  }
+  if (changed) clocks_advanced();
 }
 
 void Server::Impl::handle(std::vector<zmq::message_t>& frames) {
@@ -155,8 +223,9 @@ void Server::Impl::handle(std::vector<zmq::message_t>& frames) {
 
   auto s = sessions.find(identity);
   if (s == sessions.end())
-    return reject(identity, m, str_cat("[ps] ", msg_type_name(m.type),
-                                       " before a handshake: connect with ps::Client and the job's secret"));
+    return reject(identity, m, str_cat("[ps] ", msg_type_name(m.type), " before a handshake: connect with "
+                                       "ps::Client and the job's secret (if server ", endpoint,
+                                       " was restarted, restart the worker: it rejoins)"));
   const Session& session = s->second;
   WorkerState& w = workers[session.worker];
   if (m.worker != session.worker || m.incarnation != session.incarnation)
@@ -167,6 +236,7 @@ void Server::Impl::handle(std::vector<zmq::message_t>& frames) {
     return reject(identity, m, str_cat("[ps] worker ", session.worker, " incarnation ", session.incarnation,
                                        " was replaced by incarnation ", w.incarnation,
                                        "; is an old process of that worker still running?"));
+  heard_from(session.worker);
 
   try {
     switch (m.type) {
@@ -200,8 +270,7 @@ void Server::Impl::handle(std::vector<zmq::message_t>& frames) {
       case MsgType::clock:
         if (m.clock == w.clock + 1) {
           w.clock = m.clock;
-          commit_finished_clocks();
-          retry_delayed();
+          clocks_advanced();
         } else if (m.clock > w.clock) {
           return reject(identity, m, str_cat("[ps] worker ", m.worker, " jumps from clock ", w.clock, " to ", m.clock));
         }  // else: a replayed clock message, already counted
@@ -236,8 +305,28 @@ void Server::Impl::handle_hello(const std::string& identity, const Message& m) {
     // A restarted worker: its pushes are numbered afresh.
     w.incarnation = m.incarnation;
     w.last_seq = 0;
+    // Pulls its old process left waiting would be answered to nobody.
+    std::erase_if(delayed, [&](const Delayed& d) {
+      return d.request.worker == m.worker && d.request.incarnation < m.incarnation;
+    });
+    if (w.connected) {
+      // It rejoins at its previous clock: the clock it had not finished is
+      // done again (what its old process pushed stays applied, exactly once).
+      // If it was declared dead and the others moved on meanwhile, it rejoins
+      // at their slowest clock instead. Either way the slowest clock never
+      // goes down, so nothing already committed or answered is undone.
+      const int64_t was = w.clock;
+      if (!w.alive && any_alive_except(m.worker)) w.clock = std::max(w.clock, slowest_clock(m.worker));
+      stats.rejoins++;
+      log(str_cat(where(), " worker ", m.worker, " rejoined as incarnation ", m.incarnation, " at clock ", w.clock,
+                  " (its previous incarnation was at clock ", was, w.alive ? "" : ", declared dead", ")"));
+    }
   }
   sessions[identity] = Session{m.worker, m.incarnation};
+  w.connected = true;
+  w.alive = true;
+  heard_from(m.worker);
+  clocks_advanced();  // its new clock may finish clocks others wait on
   // The reply tells a (re)joining worker the clock the server has for it.
   send(identity, Message{.type = MsgType::reply, .request = m.request, .clock = w.clock, .value = slowest_clock()});
 }
@@ -361,12 +450,92 @@ void Server::Impl::retry_delayed() {
   delayed = std::move(still);
 }
 
+// Tensors "value/<table>", "pending/<table>/<clock>" and "workers" (i64 [W, 3]:
+// clock, incarnation, last push applied), written atomically by save_tensors.
+void Server::Impl::save_checkpoint() {
+  NamedTensors out;
+  for (const auto& [name, t] : tables) {
+    out.emplace_back("value/" + name, t.value);
+    for (const auto& [clock, sum] : t.pending) out.emplace_back(str_cat("pending/", name, "/", clock), sum);
+  }
+  Tensor ws = Tensor::empty({int64_t(workers.size()), 3}, DType::i64);
+  for (size_t i = 0; i < workers.size(); ++i) {
+    int64_t* row = ws.data<int64_t>() + 3 * i;
+    row[0] = workers[i].clock;
+    row[1] = int64_t(workers[i].incarnation);
+    row[2] = int64_t(workers[i].last_seq);
+  }
+  out.emplace_back("workers", ws);
+  const int64_t slowest = slowest_clock();
+  try {
+    save_tensors(opt.checkpoint_path, out, {{"ndflow.ps", "server checkpoint"}, {"slowest_clock", str_cat(slowest)}});
+    stats.checkpoints++;
+  } catch (const Error& e) {
+    log(str_cat(where(), " could not write its checkpoint ", opt.checkpoint_path, ": ", e.what()));
+  }
+  checkpointed_at = slowest;  // also after a failure: retried one interval later, not at every clock
+}
+
+// Checks the whole file against the tables before it changes anything.
+void Server::Impl::restore_checkpoint() {
+  const std::string& path = opt.checkpoint_path;
+  Checkpoint ck = load_tensors(path, {.mmap = false});
+  const std::string fix = " (delete it to start from the initial values)";
+  NDF_CHECK(ck.metadata.count("ndflow.ps"), ValueError, "[ps.server] ", path, " is not a server checkpoint", fix);
+  auto check_fits = [&](const std::string& key, const Tensor& v, const std::string& name) {
+    const Tensor& mine = tables.at(name).value;
+    NDF_CHECK(v.shape() == mine.shape() && v.dtype() == DType::f32, ValueError, "[ps.server] checkpoint ", path,
+              ": '", key, "' has shape ", v.shape(), ", table '", name, "' of this server ", mine.shape(), fix);
+  };
+  std::map<std::string, std::map<int64_t, Tensor>> pending;
+  Tensor ws;
+  for (auto& [key, v] : ck.tensors) {
+    if (key == "workers") {
+      ws = v;
+    } else if (key.starts_with("value/") && tables.count(key.substr(6))) {
+      check_fits(key, v, key.substr(6));
+    } else {
+      const size_t slash = key.rfind('/');
+      const std::string name = key.starts_with("pending/") && slash > 8 ? key.substr(8, slash - 8) : "";
+      NDF_CHECK(tables.count(name), ValueError, "[ps.server] checkpoint ", path, " has '", key,
+                "', which is no table of this server", fix);
+      check_fits(key, v, name);
+      const std::string clock = key.substr(slash + 1);
+      NDF_CHECK(!clock.empty() && clock.size() < 19 && clock.find_first_not_of("0123456789") == std::string::npos,
+                ValueError, "[ps.server] checkpoint ", path, ": bad clock in '", key, "'", fix);
+      pending[name][std::stoll(clock)] = v;
+    }
+  }
+  for (const auto& [name, t] : tables)
+    NDF_CHECK(ck.find("value/" + name).defined(), ValueError, "[ps.server] checkpoint ", path, " has no table '",
+              name, "'", fix);
+  NDF_CHECK(ws.defined() && ws.dtype() == DType::i64 && ws.shape() == Shape({int64_t(workers.size()), 3}),
+            ValueError, "[ps.server] checkpoint ", path, " has no clock table for ", workers.size(), " workers", fix);
+
+  EagerScope eager;
+  NoGradGuard no_grad;
+  for (auto& [name, t] : tables) {
+    t.value.copy_(ck.find("value/" + name));
+    t.pending.clear();
+    for (auto& [clock, sum] : pending[name]) t.pending[clock] = sum.clone();
+  }
+  for (size_t i = 0; i < workers.size(); ++i) {
+    const int64_t* row = ws.data<int64_t>() + 3 * i;
+    workers[i] = WorkerState{.clock = row[0], .incarnation = uint64_t(row[1]), .last_seq = uint64_t(row[2])};
+  }
+  checkpointed_at = slowest_clock();
+  log(str_cat("[ps.server] restored ", tables.size(), " table(s) and the clock table from ", path,
+              " (slowest clock ", checkpointed_at, ")"));
+}
+
 Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
   NDF_CHECK(!options.secret.empty() && options.secret.size() <= kMaxText, ValueError,
             "[ps.server] needs the job's secret (1..", kMaxText, " bytes) in ServerOptions::secret");
   NDF_CHECK(options.num_workers >= 1 && options.num_workers <= kMaxWorkers, ValueError,
             "[ps.server] num_workers must be 1..", kMaxWorkers, ", got ", options.num_workers);
   impl_->opt = std::move(options);
+  NDF_CHECK(impl_->opt.heartbeat_timeout.count() > 0, ValueError, "[ps.server] heartbeat_timeout must be positive, got ",
+            impl_->opt.heartbeat_timeout.count(), " ms");
   impl_->workers.resize(impl_->opt.num_workers);
 }
 
@@ -384,12 +553,16 @@ void Server::add_table(const TableSpec& spec) {
             spec.sync.staleness);
   EagerScope eager;
   NoGradGuard no_grad;
-  impl_->tables[spec.name] = Table{spec.initial.detach().clone(), spec.rule, scalar(spec.lr), spec.sync};
+  impl_->tables[spec.name] = Table{spec.initial.detach().clone(), spec.rule, scalar(spec.lr), spec.sync, {}};
 }
 
 void Server::start() {
   Impl& s = *impl_;
   NDF_CHECK(!running(), ValueError, "[ps.server ", s.endpoint, "] already running");
+  if (s.opt.restore && !s.opt.checkpoint_path.empty()) {
+    if (std::filesystem::exists(s.opt.checkpoint_path)) s.restore_checkpoint();
+    else s.log(str_cat("[ps.server] no checkpoint ", s.opt.checkpoint_path, " to restore: starting from the initial values"));
+  }
   s.sock = std::make_unique<zmq::socket_t>(s.ctx, zmq::socket_type::router);
   s.sock->set(zmq::sockopt::linger, 0);
   s.sock->set(zmq::sockopt::maxmsgsize, s.opt.max_message_bytes);
@@ -418,6 +591,7 @@ void Server::stop() {
   s.stopping = true;
   s.thread.join();
   s.sock.reset();
+  if (!s.opt.checkpoint_path.empty()) s.save_checkpoint();
   s.sessions.clear();
   s.delayed.clear();
 }

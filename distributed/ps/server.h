@@ -11,6 +11,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -58,6 +59,20 @@ struct ServerOptions {
   std::string secret;        // the job's secret; every connection must present it
   uint32_t num_workers = 1;  // workers 0..num_workers-1 make up the clock table
   int64_t max_message_bytes = int64_t(1) << 31;  // larger frames are dropped by ZeroMQ
+  // A worker that has connected and then sends nothing at all (on any of its
+  // connections: requests, pings) for this long is declared dead and leaves
+  // the clock table, so BSP/SSP readers stop waiting for it. Any later
+  // message from it, or a new incarnation's handshake, brings it back.
+  std::chrono::milliseconds heartbeat_timeout{30000};
+  // Checkpoints of the tables, the BSP updates held back and the clock table
+  // go to this .ndf file (written to a temporary file, fsynced, renamed) every
+  // `checkpoint_every` clocks of the slowest worker (0: only on stop()) and on
+  // stop(). Empty: no checkpoints.
+  std::string checkpoint_path{};
+  int64_t checkpoint_every = 0;
+  // start() restores from checkpoint_path if that file exists (a restarted
+  // server); the tables added must match it.
+  bool restore = false;
   // Where rejected messages and refused handshakes are reported (stderr by default).
   std::function<void(const std::string&)> log;
 };
@@ -69,6 +84,9 @@ struct ServerStats {
   std::atomic<uint64_t> pushes_applied{0};
   std::atomic<uint64_t> replays_ignored{0};  // pushes already applied (exactly-once)
   std::atomic<uint64_t> pulls_delayed{0};    // pulls that had to wait for a slower worker
+  std::atomic<uint64_t> workers_dead{0};     // times a silent worker was declared dead
+  std::atomic<uint64_t> rejoins{0};          // new incarnations of a worker that had connected before
+  std::atomic<uint64_t> checkpoints{0};      // checkpoints written
 };
 
 class NDF_EXPORT Server {
@@ -80,11 +98,13 @@ class NDF_EXPORT Server {
 
   // Adds a table; only before start(). Throws ValueError on a bad spec.
   void add_table(const TableSpec& spec);
-  // Binds the socket (throws ValueError naming the address if it cannot) and
-  // starts the poll thread.
+  // Restores from the checkpoint if asked to (ValueError naming the file and
+  // table if it does not fit), binds the socket (throws ValueError naming the
+  // address if it cannot) and starts the poll thread.
   void start();
   // Stops the poll thread and closes the socket; pending pulls are dropped
-  // with the connection (their clients time out naming this server).
+  // with the connection (their clients time out naming this server). Writes
+  // a last checkpoint when checkpoint_path is set.
   void stop();
   bool running() const;
   // The bound address with the actual port, e.g. "tcp://127.0.0.1:41237".

@@ -59,18 +59,27 @@ void bind_ps(py::module_& root) {
       .def("pull", &ps::Client::pull, py::arg("table"), nogil())
       .def("pull_rows", &ps::Client::pull_rows, py::arg("table"), py::arg("ids"), nogil())
       .def("clock", &ps::Client::clock, nogil())
+      .def("ping", &ps::Client::ping, nogil(), "a heartbeat; returns the server's slowest live clock")
       .def_property_readonly("current_clock", &ps::Client::current_clock)
       .def_property_readonly("address", &ps::Client::address);
 
   py::class_<ps::Server>(m, "Server")
-      .def(py::init([](const std::string& secret, uint32_t num_workers, const std::string& address) {
+      .def(py::init([](const std::string& secret, uint32_t num_workers, const std::string& address,
+                       double heartbeat_timeout_s, const std::string& checkpoint_path, int64_t checkpoint_every,
+                       bool restore) {
              ps::ServerOptions o;
              o.secret = secret;
              o.num_workers = num_workers;
              o.address = address;
+             o.heartbeat_timeout = std::chrono::milliseconds(static_cast<int64_t>(heartbeat_timeout_s * 1000));
+             o.checkpoint_path = checkpoint_path;
+             o.checkpoint_every = checkpoint_every;
+             o.restore = restore;
              return std::make_unique<ps::Server>(o);
            }),
-           py::arg("secret"), py::arg("num_workers"), py::arg("address") = "tcp://127.0.0.1:0")
+           py::arg("secret"), py::arg("num_workers"), py::arg("address") = "tcp://127.0.0.1:0",
+           py::arg("heartbeat_timeout") = 30.0, py::arg("checkpoint_path") = "", py::arg("checkpoint_every") = 0,
+           py::arg("restore") = false)
       .def("add_table", [](ps::Server& s, const std::string& name, const Tensor& initial, const std::string& rule,
                            double lr, const std::string& sync) {
              s.add_table({name, initial, parse_rule(rule), lr, parse_sync(sync)});
@@ -90,6 +99,9 @@ void bind_ps(py::module_& root) {
         d["pushes_applied"] = st.pushes_applied.load();
         d["replays_ignored"] = st.replays_ignored.load();
         d["pulls_delayed"] = st.pulls_delayed.load();
+        d["workers_dead"] = st.workers_dead.load();
+        d["rejoins"] = st.rejoins.load();
+        d["checkpoints"] = st.checkpoints.load();
         return d;
       });
 }

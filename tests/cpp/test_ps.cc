@@ -18,6 +18,7 @@
 #include "distributed/ps/server.h"
 #include "distributed/ps/wire.h"
 #include "distributed/ps/zmq_internal.h"
+#include "format_test_util.h"
 
 using namespace ndflow;
 using namespace ndflow::ps;
@@ -454,4 +455,136 @@ TEST_CASE("ps: a dead server makes the waiting call fail within the timeout nami
   server.reset();
   CHECK_THROWS_WITH(Client({.address = address, .secret = kSecret, .worker = 0, .timeout = 200ms}),
                     Catch::Contains(address) && Catch::Contains("the handshake"));
+}
+
+TEST_CASE("ps: a silent worker leaves the clock table, and it comes back when it speaks again or restarts", "[ps]") {
+  std::vector<std::string> logged;
+  std::mutex log_mu;
+  Server server({.secret = kSecret, .num_workers = 2, .heartbeat_timeout = 300ms, .log = [&](const std::string& m) {
+                   std::lock_guard<std::mutex> lock(log_mu);
+                   logged.push_back(m);
+                 }});
+  server.add_table({.name = "w", .initial = zeros({2})});  // BSP
+  server.start();
+  // timeout 200 ms: while a pull waits, the live worker pings every ~100 ms and so stays alive.
+  Client live({.address = server.endpoint(), .secret = kSecret, .worker = 0, .timeout = 200ms});
+  RawPeer quiet(server.endpoint());
+  REQUIRE(quiet.hello(1, 1).type == MsgType::reply);
+  quiet.send(push_msg(1, 1, 1, "w", filled({2}, 4.f)));  // at clock 0, held back until clock 0 finishes
+  REQUIRE(quiet.recv().type == MsgType::reply);
+  live.push("w", filled({2}, 1.f)).wait();
+  live.clock();
+  auto t0 = std::chrono::steady_clock::now();
+  // BSP at clock 1 needs worker 1 at clock 1; it never clocks, and is declared dead instead.
+  CHECK(live.pull("w").wait().to_vector<float>() == std::vector<float>{5.f, 5.f});
+  CHECK(std::chrono::steady_clock::now() - t0 >= 250ms);
+  CHECK(server.stats().workers_dead == 1);
+  {
+    std::lock_guard<std::mutex> lock(log_mu);
+    REQUIRE(logged.size() == 1);
+    CHECK_THAT(logged[0], Catch::Contains("worker 1 incarnation 1 sent nothing for 300 ms: declared dead at clock 0"));
+  }
+
+  // It speaks again (it was only slow): back in the clock table at its own clock 0, so BSP waits for it again.
+  quiet.send(Message{.type = MsgType::ping, .request = 9, .worker = 1, .incarnation = 1});
+  REQUIRE(quiet.recv().type == MsgType::reply);
+  live.push("w", filled({2}, 2.f)).wait();
+  live.clock();
+  Handle waiting = live.pull("w");  // at clock 2
+  std::this_thread::sleep_for(50ms);
+  CHECK_FALSE(waiting.ready());
+
+  // Silent again, it is declared dead again, and the pull is answered.
+  CHECK(waiting.wait().to_vector<float>() == std::vector<float>{7.f, 7.f});
+  CHECK(server.stats().workers_dead == 2);
+
+  // Restarted while dead: it rejoins at the slowest clock of the others (2), not at its old clock 0.
+  Client back({.address = server.endpoint(), .secret = kSecret, .worker = 1, .incarnation = 2, .timeout = 200ms});
+  CHECK(back.current_clock() == 2);
+  CHECK(server.stats().rejoins == 1);
+  back.push("w", filled({2}, 10.f)).wait();  // the new incarnation's pushes count
+  back.clock();
+  live.clock();
+  CHECK(live.pull("w").wait().to_vector<float>() == std::vector<float>{17.f, 17.f});
+  CHECK(back.ping() == 3);
+  // Restarted while alive: it rejoins at its previous clock.
+  back.push("w", filled({2}, 100.f)).wait();
+  Client again({.address = server.endpoint(), .secret = kSecret, .worker = 1, .incarnation = 3, .timeout = 200ms});
+  CHECK(again.current_clock() == 3);
+  CHECK(server.stats().rejoins == 2);
+  again.push("w", filled({2}, 1000.f)).wait();
+  // The old process cannot speak for the worker any more.
+  quiet.send(Message{.type = MsgType::ping, .request = 10, .worker = 1, .incarnation = 1});
+  CHECK_THAT(quiet.recv().text, Catch::Contains("replaced by incarnation 3"));
+  server.stop();
+  CHECK(server.value("w").to_vector<float>() == std::vector<float>{1117.f, 1117.f});
+  CHECK_THROWS_WITH(Server({.secret = kSecret, .heartbeat_timeout = 0ms, .log = {}}), Catch::Contains("heartbeat_timeout"));
+}
+
+TEST_CASE("ps: a server checkpoints every K clocks and on stop, and a restarted server resumes from it", "[ps]") {
+  ndflow::testing::TempDir dir;
+  const std::string path = dir / "server-0.ndf";
+  auto options = [&](bool restore) {
+    return ServerOptions{.secret = kSecret, .num_workers = 2, .checkpoint_path = path, .checkpoint_every = 2,
+                         .restore = restore, .log = [](const std::string&) {}};
+  };
+  std::vector<TableSpec> specs = {{.name = "w", .initial = zeros({2})},  // BSP: held-back updates are saved too
+                                  {.name = "a", .initial = zeros({3}), .sync = Sync::asp()}};
+  {
+    Server first(options(true));  // no checkpoint yet: starts from the initial values
+    for (const TableSpec& t : specs) first.add_table(t);
+    first.start();
+    Client c0({.address = first.endpoint(), .secret = kSecret, .worker = 0});
+    Client c1({.address = first.endpoint(), .secret = kSecret, .worker = 1});
+    for (int clk = 0; clk < 3; ++clk) {
+      for (Client* c : {&c0, &c1}) {
+        c->push("w", filled({2}, 1.f)).wait();
+        c->push("a", filled({3}, 1.f)).wait();
+        c->clock();
+      }
+    }
+    CHECK(first.stats().checkpoints == 1);  // at slowest clock 2
+    c0.push("w", filled({2}, 5.f)).wait();  // clock 3, held back
+    first.stop();                           // the last checkpoint
+    CHECK(first.stats().checkpoints == 2);
+  }
+  Checkpoint saved = load_tensors(path);
+  CHECK(saved.find("workers").to_vector<int64_t>() == std::vector<int64_t>{3, 1, 7, 3, 1, 6});
+  CHECK(saved.find("pending/w/3").to_vector<float>() == std::vector<float>{5.f, 5.f});
+
+  Server second(options(true));
+  for (const TableSpec& t : specs) second.add_table(t);
+  second.start();
+  // The old incarnation's pushes are still known: a replay is ignored.
+  RawPeer old(second.endpoint());
+  REQUIRE(old.hello(0, 1).type == MsgType::reply);
+  old.send(push_msg(0, 1, 7, "w", filled({2}, 100.f)));
+  REQUIRE(old.recv().type == MsgType::reply);
+  CHECK(second.stats().replays_ignored == 1);
+  // Restarted workers continue at the checkpoint's clocks.
+  Client c0({.address = second.endpoint(), .secret = kSecret, .worker = 0, .incarnation = 2});
+  Client c1({.address = second.endpoint(), .secret = kSecret, .worker = 1, .incarnation = 2});
+  CHECK(c0.current_clock() == 3);
+  CHECK(c1.current_clock() == 3);
+  CHECK(second.stats().rejoins == 1);  // worker 0 replaces the old process above, at its clock
+  c1.push("w", filled({2}, 2.f)).wait();
+  c0.clock();
+  c1.clock();
+  CHECK(c0.pull("w").wait().to_vector<float>() == std::vector<float>{13.f, 13.f});
+  CHECK(c1.pull("a").wait().to_vector<float>() == std::vector<float>{6.f, 6.f, 6.f});
+  second.stop();
+
+  // A checkpoint that does not fit the tables is refused, naming the file and the table.
+  Server wrong_shape(options(true));
+  wrong_shape.add_table({.name = "w", .initial = zeros({4})});
+  wrong_shape.add_table({.name = "a", .initial = zeros({3})});
+  CHECK_THROWS_WITH(wrong_shape.start(), Catch::Contains(path) && Catch::Contains("'value/w' has shape [2], table 'w' of this server [4]"));
+  CHECK(wrong_shape.value("w").to_vector<float>() == std::vector<float>(4, 0.f));  // left as it was
+  Server missing(options(true));
+  for (const TableSpec& t : specs) missing.add_table(t);
+  missing.add_table({.name = "b", .initial = zeros({1})});
+  CHECK_THROWS_WITH(missing.start(), Catch::Contains("has no table 'b'"));
+  Server fewer(options(true));
+  fewer.add_table(specs[0]);
+  CHECK_THROWS_WITH(fewer.start(), Catch::Contains("'value/a', which is no table of this server"));
 }

@@ -22,6 +22,27 @@ step with ``clock()``. Reads obey the table's consistency model: ``"bsp"``,
         with trainer.step():                       # pull before, push + clock after
             train_step(x, y)                       # eager or @ndflow.function: updates the parameters locally
 
+Faults. A worker's connections ping the servers from a background thread
+every NDFLOW_PS_HEARTBEAT_TIMEOUT/4 seconds (default timeout 30 s); a server
+declares a worker that has been silent for the timeout dead and leaves it out
+of the clock table, so BSP/SSP readers stop waiting for it. A restarted worker
+(the launcher's NDFLOW_PS_INCARNATION + 1) rejoins at its previous clock (the
+step it had not finished is done again), or at the slowest clock of the
+others if it had been declared dead meanwhile; ``current_clock()`` tells it
+where to continue, and ``PSTrainer`` pulls the current parameters before
+every step:
+
+    for step in range(ps.current_clock(), steps):  # 0 on a first start
+        with trainer.step():
+            ...
+
+Servers checkpoint their tables, held-back updates and clock table to
+``$NDFLOW_PS_JOB_DIR/server-<rank>.ndf`` every NDFLOW_PS_CHECKPOINT_EVERY
+clocks (0: only when stopped; unset: never); a restarted server restores from
+it. Its workers' connections are then refused (the new server does not know
+them): they fail, the launcher restarts them, and they rejoin at the clocks of
+the checkpoint.
+
 Started without the launcher, ``init()`` makes a world of one worker with an
 in-process server, so the same script runs unchanged.
 
@@ -30,6 +51,7 @@ scaled by 1/W), with tables that accumulate: with plain or momentum SGD under
 BSP this takes exactly the steps of synchronous data parallelism on the same
 data, since those optimizers are linear in the gradients.
 """
+import atexit
 import contextlib
 import os
 import secrets
@@ -60,6 +82,15 @@ class _Job:
         self.secret = need("NDFLOW_PS_SECRET")
         self.incarnation = int(env.get("NDFLOW_PS_INCARNATION", "0"))
         self.timeout = float(env.get("NDFLOW_PS_TIMEOUT", "30"))
+        self.heartbeat_timeout = float(env.get("NDFLOW_PS_HEARTBEAT_TIMEOUT", "30"))
+        if not self.heartbeat_timeout > 0:
+            raise ValueError(f"NDFLOW_PS_HEARTBEAT_TIMEOUT={self.heartbeat_timeout!r}: must be > 0 seconds")
+        self.heartbeat = None     # (thread, stop event) of a worker
+        every = env.get("NDFLOW_PS_CHECKPOINT_EVERY")
+        self.checkpoint_every = None if every is None else int(every)
+        if self.checkpoint_every is not None and self.checkpoint_every < 0:
+            raise ValueError(f"NDFLOW_PS_CHECKPOINT_EVERY={every}: give a number of clocks >= 0 (0: only on stop)")
+        self.job_dir = env.get("NDFLOW_PS_JOB_DIR")
         self.server = None        # this process's Server (server role, or the local world of one)
         self.clients = []         # per server (worker role)
         self.tables = {}          # name -> server index
@@ -119,7 +150,15 @@ def register(module_or_tensors, sync="bsp", rule="accumulate", lr=0.01):
     if job.local or job.role == "server":
         if job.server is None:
             address = "tcp://127.0.0.1:0" if job.local else job.servers[job.rank]
-            job.server = _ps.Server(job.secret, job.num_workers, address)
+            checkpoint = ""
+            if job.checkpoint_every is not None and not job.local:
+                if not job.job_dir:
+                    raise RuntimeError("NDFLOW_PS_CHECKPOINT_EVERY is set but NDFLOW_PS_JOB_DIR is not: "
+                                       "tools/ndflow-launch sets it (--log-dir)")
+                checkpoint = os.path.join(job.job_dir, f"server-{job.rank}.ndf")
+            # A restarted server (incarnation > 0) restores its tables and clock table from its checkpoint.
+            job.server = _ps.Server(job.secret, job.num_workers, address, job.heartbeat_timeout, checkpoint,
+                                    job.checkpoint_every or 0, job.incarnation > 0)
         mine = 0 if job.local else job.rank
         with no_grad():
             for name, t in named.items():
@@ -130,7 +169,36 @@ def register(module_or_tensors, sync="bsp", rule="accumulate", lr=0.01):
         job.servers = [job.server.endpoint]
     if job.role == "worker" and not job.clients:
         job.clients = [_ps.Client(a, job.secret, job.rank, job.incarnation + 1, job.timeout) for a in job.servers]
+        if not job.local:
+            _start_heartbeat(job)
     return list(named)
+
+
+def _start_heartbeat(job):
+    """Pings every server from a thread of its own, through connections of
+    its own (a Client belongs to one thread), so that a worker busy with a
+    long step is not declared dead. Any request keeps a worker alive too."""
+    interval = job.heartbeat_timeout / 4
+    clients = [_ps.Client(a, job.secret, job.rank, job.incarnation + 1, min(job.timeout, job.heartbeat_timeout))
+               for a in job.servers]
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(interval):
+            for c in clients:
+                try:
+                    c.ping()
+                except Exception:  # a dead server: the training calls report it, naming the server
+                    pass
+
+    thread = threading.Thread(target=beat, name="ndflow-ps-heartbeat", daemon=True)
+    thread.start()
+    job.heartbeat = (thread, stop)
+
+    def stop_beating():
+        stop.set()
+        thread.join(timeout=1.0)  # a ping to a dead server may hang on; the daemon thread then dies with us
+    atexit.register(stop_beating)
 
 
 def serve():
@@ -186,6 +254,15 @@ def clock():
     """Ends this worker's step on every server."""
     for c in _job().clients:
         c.clock()
+
+
+def current_clock():
+    """This worker's clock on the first server: the steps it has finished, or
+    for a restarted worker, the clock it rejoined at (where to continue)."""
+    job = _job()
+    if job.role != "worker" or not job.clients:
+        raise RuntimeError("current_clock() is for workers, after ps.register()")
+    return job.clients[0].current_clock
 
 
 class PSTrainer:
