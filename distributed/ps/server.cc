@@ -36,6 +36,18 @@ struct Table {
 
 using SteadyClock = std::chrono::steady_clock;
 
+// The table's value, safe to write in place. A dense pull reply shares the
+// table's buffer instead of copying it (a 64 MB copy per pull cost as much
+// as sending it); while such a reply is still being sent, the table moves to
+// a copy before it changes, so the bytes on the wire never do.
+Tensor& writable(Table& t) {
+  if (t.value.impl_ptr().use_count() > 1 || t.value.impl()->storage.use_count() > 1) {
+    EagerScope eager;
+    t.value = t.value.clone();
+  }
+  return t.value;
+}
+
 struct WorkerState {
   int64_t clock = 0;
   uint64_t incarnation = 0;
@@ -366,7 +378,7 @@ void Server::Impl::handle_push(const std::string& identity, const Message& m, Ta
   EagerScope eager;
   NoGradGuard no_grad;
   if (t.sync.kind == Sync::Kind::asp || t.sync.staleness > 0) {
-    apply(t, t.value, m, update);
+    apply(t, writable(t), m, update);
   } else {
     // Held back until every worker has finished this clock (see Table::pending).
     auto [it, fresh] = t.pending.try_emplace(m.clock);
@@ -411,8 +423,8 @@ void Server::Impl::commit_finished_clocks() {
   for (auto& [name, t] : tables) {
     while (!t.pending.empty() && t.pending.begin()->first < done) {
       Tensor sum = t.pending.begin()->second;
-      if (t.rule == UpdateRule::sgd) apply_sgd(t.value, sum, t.lr);
-      else t.value.add_(sum);
+      if (t.rule == UpdateRule::sgd) apply_sgd(writable(t), sum, t.lr);
+      else writable(t).add_(sum);
       t.pending.erase(t.pending.begin());
     }
   }
@@ -422,9 +434,9 @@ void Server::Impl::answer_pull(const std::string& identity, const Message& m) {
   const Table& t = tables.at(m.table);
   Tensor out;
   if (m.type == MsgType::pull_dense) {
-    // NOTE: a snapshot, not the table itself: the reply leaves asynchronously
-    // and later pushes would otherwise change the bytes while they are sent.
-    out = t.value.clone();
+    // The table's own buffer: a later write moves the table to a copy first
+    // while this reply may still be sending it (see writable()).
+    out = t.value;
   } else {
     const Tensor& ids = m.tensors[0];
     Shape shape = t.value.shape();
@@ -515,7 +527,7 @@ void Server::Impl::restore_checkpoint() {
   EagerScope eager;
   NoGradGuard no_grad;
   for (auto& [name, t] : tables) {
-    t.value.copy_(ck.find("value/" + name));
+    writable(t).copy_(ck.find("value/" + name));
     t.pending.clear();
     for (auto& [clock, sum] : pending[name]) t.pending[clock] = sum.clone();
   }
