@@ -6,10 +6,12 @@
 #include <cstring>
 #include <iostream>
 #include <map>
+#include <set>
 #include <filesystem>
 #include <thread>
 
 #include "core/format.h"
+#include "distributed/ps/server_update.h"
 #include "distributed/ps/zmq_internal.h"
 #include "ops/api.h"
 #include "runtime/eager.h"
@@ -22,8 +24,7 @@ constexpr size_t kMaxDelayedPulls = 1 << 16;
 
 struct Table {
   Tensor value;
-  UpdateRule rule;
-  Tensor lr;  // 0-d f32, for UpdateRule::sgd
+  detail::TableOptimizer opt;  // the update rule with its state
   Sync sync;
   // BSP (= SSP(0)): the updates pushed at clock k wait here until every
   // worker has finished clock k, then go into `value` together. A read thus
@@ -32,7 +33,23 @@ struct Table {
   // and ASP apply each push at once: a read sees the freshest value (its own
   // updates included), which SSP bounds from below by waiting.
   std::map<int64_t, Tensor> pending;
+  // The clocks in `pending` that took a dense push. A clock of row pushes
+  // only steps a non-linear optimizer on the rows it touched (see commit()).
+  std::set<int64_t> dense_clocks;
 };
+
+// Folds one clock's held-back gradient sum into the table: one optimizer
+// step with the sum (accumulate and SGD are linear, so that equals one step
+// per push). A non-linear rule steps only the touched rows (the non-zero
+// rows of the sum) when the clock had row pushes only.
+void commit(const Tensor& value, detail::TableOptimizer& opt, const Tensor& sum, bool dense) {
+  if (dense || opt.linear() || value.rank() < 1) return opt.dense(value, sum);
+  const std::vector<int64_t> rows = detail::nonzero_rows(sum);
+  EagerScope eager;
+  Tensor ids = Tensor::empty({int64_t(rows.size())}, DType::i64);
+  std::copy(rows.begin(), rows.end(), ids.data<int64_t>());
+  opt.rows(value, ids.data<int64_t>(), ids.numel(), index_select(sum, 0, ids));
+}
 
 using SteadyClock = std::chrono::steady_clock;
 
@@ -71,6 +88,7 @@ struct Session {
 struct Delayed {
   std::string identity;
   Message request;
+  SteadyClock::time_point since;
 };
 
 // Comparing the secret in time independent of where it differs, so that
@@ -276,7 +294,7 @@ void Server::Impl::handle(std::vector<zmq::message_t>& frames) {
           return reject(identity, m, str_cat("[ps] worker ", m.worker, " pull of '", m.table, "': ",
                                              kMaxDelayedPulls, " pulls are already waiting for slower workers"));
         stats.pulls_delayed++;
-        delayed.push_back({identity, std::move(m)});
+        delayed.push_back({identity, std::move(m), SteadyClock::now()});
         return;
       }
       case MsgType::clock:
@@ -383,49 +401,34 @@ void Server::Impl::handle_push(const std::string& identity, const Message& m, Ta
     // Held back until every worker has finished this clock (see Table::pending).
     auto [it, fresh] = t.pending.try_emplace(m.clock);
     if (fresh) it->second = zeros(t.value.shape(), DType::f32);
-    Table sum{it->second, UpdateRule::accumulate, t.lr, t.sync, {}};
-    apply(sum, it->second, m, update);
+    detail::TableOptimizer sum;  // accumulates
+    if (rows) sum.rows(it->second, m.tensors[0].data<int64_t>(), m.tensors[0].numel(), update);
+    else sum.dense(it->second, update);
+    if (!rows) t.dense_clocks.insert(m.clock);
   }
   w.last_seq = m.seq;
   stats.pushes_applied++;
   send(identity, Message{.type = MsgType::reply, .request = m.request, .value = slowest_clock()});
 }
 
-// target (+)= update, densely or by rows, by the table's rule.
+// One step of the table's rule on target, densely or on the pushed rows.
 void Server::Impl::apply(Table& t, Tensor target, const Message& m, const Tensor& update) {
-  if (m.type != MsgType::push_rows) {
-    if (t.rule == UpdateRule::sgd) apply_sgd(target, update, t.lr);
-    else target.add_(update);
-    return;
-  }
-  const int64_t* ids = m.tensors[0].data<int64_t>();
-  const int64_t k = m.tensors[0].numel();
-  if (t.rule == UpdateRule::sgd) {
-    // Row by row, in order, so that a repeated id gets both steps (as a dense push of their sum would).
-    for (int64_t i = 0; i < k; ++i)
-      apply_sgd(target.slice(0, ids[i], ids[i] + 1), update.slice(0, i, i + 1), t.lr);
-  } else {
-    const int64_t width = k ? update.numel() / k : 0;
-    float* dst = target.data<float>();
-    const float* src = update.data<float>();
-    for (int64_t i = 0; i < k; ++i)
-      for (int64_t j = 0; j < width; ++j) dst[ids[i] * width + j] += src[i * width + j];
-  }
+  if (m.type != MsgType::push_rows) return t.opt.dense(target, update);
+  t.opt.rows(target, m.tensors[0].data<int64_t>(), m.tensors[0].numel(), update);
 }
 
-// Folds the held-back updates of every clock all workers have finished.
-// SGD is linear in the gradient, so one step with the clock's summed
-// gradients equals the steps taken one push at a time.
+// Folds the held-back updates of every clock all workers have finished, one
+// optimizer step per clock with the sum of the clock's pushes (see commit()).
 void Server::Impl::commit_finished_clocks() {
   const int64_t done = slowest_clock();  // clocks 0 .. done-1 are finished everywhere
   EagerScope eager;
   NoGradGuard no_grad;
   for (auto& [name, t] : tables) {
     while (!t.pending.empty() && t.pending.begin()->first < done) {
-      Tensor sum = t.pending.begin()->second;
-      if (t.rule == UpdateRule::sgd) apply_sgd(writable(t), sum, t.lr);
-      else writable(t).add_(sum);
+      const int64_t clock = t.pending.begin()->first;
+      commit(writable(t), t.opt, t.pending.begin()->second, t.dense_clocks.count(clock) > 0);
       t.pending.erase(t.pending.begin());
+      t.dense_clocks.erase(clock);
     }
   }
 }
@@ -448,7 +451,10 @@ void Server::Impl::answer_pull(const std::string& identity, const Message& m) {
     for (int64_t i = 0; i < ids.numel(); ++i)
       std::memcpy(dst + i * width, src + ids.data<int64_t>()[i] * width, width * sizeof(float));
   }
-  send(identity, Message{.type = MsgType::reply, .request = m.request, .clock = m.clock, .value = slowest_clock(),
+  const int64_t slowest = slowest_clock();
+  const int64_t stale = std::clamp<int64_t>(m.clock - slowest, 0, ServerStats::kStalenessBins - 1);
+  stats.staleness[size_t(stale)]++;
+  send(identity, Message{.type = MsgType::reply, .request = m.request, .clock = m.clock, .value = slowest,
                          .table = m.table, .tensors = {out}});
 }
 
@@ -456,19 +462,30 @@ void Server::Impl::retry_delayed() {
   // Answer in arrival order; a pull that must still wait keeps its place.
   std::vector<Delayed> still;
   for (Delayed& d : delayed) {
-    if (may_read(tables.at(d.request.table), d.request.clock)) answer_pull(d.identity, d.request);
-    else still.push_back(std::move(d));
+    if (may_read(tables.at(d.request.table), d.request.clock)) {
+      const auto waited = std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - d.since);
+      stats.pull_wait_us[d.request.worker] += uint64_t(waited.count());
+      answer_pull(d.identity, d.request);
+    } else still.push_back(std::move(d));
   }
   delayed = std::move(still);
 }
 
-// Tensors "value/<table>", "pending/<table>/<clock>" and "workers" (i64 [W, 3]:
+// Tensors "value/<table>", "pending/<table>/<clock>", "opt/<table>/<slot>"
+// (the optimizer state: "step", "row_steps", "m", ...), "dense_clocks/<table>"
+// (i64, the pending clocks with a dense push) and "workers" (i64 [W, 3]:
 // clock, incarnation, last push applied), written atomically by save_tensors.
 void Server::Impl::save_checkpoint() {
   NamedTensors out;
   for (const auto& [name, t] : tables) {
     out.emplace_back("value/" + name, t.value);
     for (const auto& [clock, sum] : t.pending) out.emplace_back(str_cat("pending/", name, "/", clock), sum);
+    for (const auto& [slot, v] : t.opt.state()) out.emplace_back(str_cat("opt/", name, "/", slot), v);
+    if (!t.dense_clocks.empty()) {
+      Tensor dc = Tensor::empty({int64_t(t.dense_clocks.size())}, DType::i64);
+      std::copy(t.dense_clocks.begin(), t.dense_clocks.end(), dc.data<int64_t>());
+      out.emplace_back("dense_clocks/" + name, dc);
+    }
   }
   Tensor ws = Tensor::empty({int64_t(workers.size()), 3}, DType::i64);
   for (size_t i = 0; i < workers.size(); ++i) {
@@ -500,10 +517,24 @@ void Server::Impl::restore_checkpoint() {
               ": '", key, "' has shape ", v.shape(), ", table '", name, "' of this server ", mine.shape(), fix);
   };
   std::map<std::string, std::map<int64_t, Tensor>> pending;
+  std::map<std::string, std::vector<std::pair<std::string, Tensor>>> opt_state;
+  std::map<std::string, Tensor> dense_clocks;
   Tensor ws;
   for (auto& [key, v] : ck.tensors) {
+    const size_t last = key.rfind('/');
     if (key == "workers") {
       ws = v;
+    } else if (key.starts_with("opt/") && last > 4 && tables.count(key.substr(4, last - 4))) {
+      const std::string name = key.substr(4, last - 4), slot = key.substr(last + 1);
+      const Tensor mine = tables.at(name).opt.find(slot);
+      NDF_CHECK(mine.defined() && mine.shape() == v.shape() && mine.dtype() == v.dtype(), ValueError,
+                "[ps.server] checkpoint ", path, ": optimizer state '", key, "' (shape ", v.shape(),
+                ") does not fit table '", name, "' and its update rule on this server", fix);
+      opt_state[name].emplace_back(slot, v);
+    } else if (key.starts_with("dense_clocks/") && tables.count(key.substr(13))) {
+      NDF_CHECK(v.dtype() == DType::i64 && v.rank() == 1, ValueError, "[ps.server] checkpoint ", path, ": bad '",
+                key, "'", fix);
+      dense_clocks[key.substr(13)] = v;
     } else if (key.starts_with("value/") && tables.count(key.substr(6))) {
       check_fits(key, v, key.substr(6));
     } else {
@@ -521,6 +552,11 @@ void Server::Impl::restore_checkpoint() {
   for (const auto& [name, t] : tables)
     NDF_CHECK(ck.find("value/" + name).defined(), ValueError, "[ps.server] checkpoint ", path, " has no table '",
               name, "'", fix);
+  for (const auto& [name, t] : tables)
+    for (const auto& [slot, v] : t.opt.state())
+      NDF_CHECK(ck.find(str_cat("opt/", name, "/", slot)).defined(), ValueError, "[ps.server] checkpoint ", path,
+                " has no optimizer state 'opt/", name, "/", slot, "' for table '", name,
+                "' (written with another update rule?)", fix);
   NDF_CHECK(ws.defined() && ws.dtype() == DType::i64 && ws.shape() == Shape({int64_t(workers.size()), 3}),
             ValueError, "[ps.server] checkpoint ", path, " has no clock table for ", workers.size(), " workers", fix);
 
@@ -530,6 +566,12 @@ void Server::Impl::restore_checkpoint() {
     writable(t).copy_(ck.find("value/" + name));
     t.pending.clear();
     for (auto& [clock, sum] : pending[name]) t.pending[clock] = sum.clone();
+    for (auto& [slot, v] : opt_state[name]) t.opt.find(slot).copy_(v);
+    t.dense_clocks.clear();
+    if (dense_clocks.count(name)) {
+      const Tensor& dc = dense_clocks[name];
+      t.dense_clocks.insert(dc.data<int64_t>(), dc.data<int64_t>() + dc.numel());
+    }
   }
   for (size_t i = 0; i < workers.size(); ++i) {
     const int64_t* row = ws.data<int64_t>() + 3 * i;
@@ -549,6 +591,8 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
   NDF_CHECK(impl_->opt.heartbeat_timeout.count() > 0, ValueError, "[ps.server] heartbeat_timeout must be positive, got ",
             impl_->opt.heartbeat_timeout.count(), " ms");
   impl_->workers.resize(impl_->opt.num_workers);
+  impl_->stats.num_workers = impl_->opt.num_workers;
+  impl_->stats.pull_wait_us = std::make_unique<std::atomic<uint64_t>[]>(impl_->opt.num_workers);
 }
 
 Server::~Server() { stop(); }
@@ -565,7 +609,9 @@ void Server::add_table(const TableSpec& spec) {
             spec.sync.staleness);
   EagerScope eager;
   NoGradGuard no_grad;
-  impl_->tables[spec.name] = Table{spec.initial.detach().clone(), spec.rule, scalar(spec.lr), spec.sync, {}};
+  Tensor initial = spec.initial.detach().clone();
+  impl_->tables[spec.name] =
+      Table{initial, detail::TableOptimizer::make(spec.name, initial, spec.rule, spec.lr, spec.hyper), spec.sync, {}, {}};
 }
 
 void Server::start() {
@@ -620,10 +666,9 @@ Tensor Server::value(const std::string& table) const {
   EagerScope eager;
   NoGradGuard no_grad;
   Tensor v = t->second.value.clone();
-  for (auto& [clock, sum] : t->second.pending) {  // updates of clocks not every worker finished
-    if (t->second.rule == UpdateRule::sgd) apply_sgd(v, sum, t->second.lr);
-    else v.add_(sum);
-  }
+  detail::TableOptimizer opt = t->second.opt.clone();
+  for (auto& [clock, sum] : t->second.pending)  // updates of clocks not every worker finished
+    commit(v, opt, sum, t->second.dense_clocks.count(clock) > 0);
   return v;
 }
 

@@ -1,5 +1,7 @@
 // A parameter server (DESIGN.md §7, issue 7): owns named f32 tables, applies
-// the workers' pushes (accumulate, or a server-side SGD step), answers pulls
+// the workers' pushes (accumulate, or a server-side optimizer step: SGD,
+// momentum, Adagrad, RMSprop, Adam, with the optimizer state owned by the
+// server; server_update.cc), answers pulls
 // as the table's consistency model allows, over a ZeroMQ ROUTER socket. One
 // thread polls the socket and owns all state, so nothing needs a lock.
 //
@@ -10,6 +12,7 @@
 //   s.stop();
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -39,17 +42,45 @@ struct Sync {
   static Sync asp() { return {Kind::asp, 0}; }
 };
 
+// How a push changes a table. Every rule but accumulate treats the pushed
+// tensor as a gradient and takes one step of the optimizer with the fused
+// update op of the same name (ops/api.h, torch.optim semantics); the server
+// owns the optimizer state (velocity, accumulators, moments, step counts),
+// per table, and checkpoints it with the table.
 enum class UpdateRule : uint8_t {
   accumulate,  // table += update (the worker runs its own optimizer)
   sgd,         // table -= lr * grad, with the fused apply_sgd op
+  momentum,    // apply_momentum (torch.optim.SGD with momentum)
+  adagrad,     // apply_adagrad
+  rmsprop,     // apply_rmsprop
+  adam,        // apply_adam (AdamW with decoupled_weight_decay)
+};
+
+// The optimizers' hyperparameters besides lr, with torch.optim's defaults;
+// each rule reads the ones it has. eps < 0 takes the rule's own default
+// (1e-10 for adagrad, 1e-8 for rmsprop and adam).
+struct OptimizerHyper {
+  double momentum = 0.9;   // momentum; rmsprop's momentum is rmsprop_momentum
+  double dampening = 0;
+  bool nesterov = false;
+  double alpha = 0.99;     // rmsprop
+  double rmsprop_momentum = 0;
+  bool centered = false;   // rmsprop
+  double lr_decay = 0;     // adagrad
+  double beta1 = 0.9, beta2 = 0.999;  // adam
+  bool amsgrad = false;
+  bool decoupled_weight_decay = false;  // adam: AdamW
+  double eps = -1;
+  double weight_decay = 0;
 };
 
 struct TableSpec {
   std::string name;   // see valid_table_name() in wire.h
   Tensor initial;     // f32, copied; its shape is the table's. Rows are along axis 0.
   UpdateRule rule = UpdateRule::accumulate;
-  double lr = 0.01;   // for UpdateRule::sgd
+  double lr = 0.01;   // for every rule but accumulate
   Sync sync = Sync::bsp();
+  OptimizerHyper hyper{};
 };
 
 struct ServerOptions {
@@ -87,6 +118,16 @@ struct ServerStats {
   std::atomic<uint64_t> workers_dead{0};     // times a silent worker was declared dead
   std::atomic<uint64_t> rejoins{0};          // new incarnations of a worker that had connected before
   std::atomic<uint64_t> checkpoints{0};      // checkpoints written
+  // Observed staleness: pulls answered per staleness, the reader's clock
+  // minus the slowest live clock when answered (what Handle::slowest_clock()
+  // tells the reader), for 0 .. kStalenessBins-2, the last bin counting every
+  // staleness >= kStalenessBins-1 (a reader behind the slowest counts as 0).
+  static constexpr int kStalenessBins = 17;
+  std::array<std::atomic<uint64_t>, kStalenessBins> staleness{};
+  // Per worker (num_workers of them): microseconds its pulls were held back
+  // waiting for slower workers, summed over its incarnations.
+  std::unique_ptr<std::atomic<uint64_t>[]> pull_wait_us;
+  uint32_t num_workers = 0;
 };
 
 class NDF_EXPORT Server {

@@ -1,6 +1,8 @@
 // ndflow._C._ps: the parameter server and its client (distributed/ps/), for
 // ndflow.distributed.ps. Every call that waits on the network releases the GIL.
 #include <memory>
+#include <tuple>
+#include <utility>
 
 #include "bindings.h"
 #include "distributed/ps/client.h"
@@ -27,7 +29,35 @@ ps::Sync parse_sync(const std::string& s) {
 ps::UpdateRule parse_rule(const std::string& r) {
   if (r == "accumulate") return ps::UpdateRule::accumulate;
   if (r == "sgd") return ps::UpdateRule::sgd;
-  throw py::value_error("update rule '" + r + "' is not one of accumulate (table += pushed), sgd (table -= lr * pushed)");
+  if (r == "momentum") return ps::UpdateRule::momentum;
+  if (r == "adagrad") return ps::UpdateRule::adagrad;
+  if (r == "rmsprop") return ps::UpdateRule::rmsprop;
+  if (r == "adam") return ps::UpdateRule::adam;
+  throw py::value_error("update rule '" + r + "' is not one of accumulate (table += pushed), sgd (table -= lr * pushed), "
+                        "momentum, adagrad, rmsprop, adam (server-side optimizers; pushes are gradients)");
+}
+
+// {"momentum": 0.9, "betas": (0.9, 0.999), ...}: torch.optim's argument names.
+ps::OptimizerHyper parse_hyper(const py::dict& d) {
+  ps::OptimizerHyper h;
+  for (auto [k, v] : d) {
+    const std::string key = py::str(k);
+    if (key == "momentum") h.momentum = h.rmsprop_momentum = v.cast<double>();
+    else if (key == "dampening") h.dampening = v.cast<double>();
+    else if (key == "nesterov") h.nesterov = v.cast<bool>();
+    else if (key == "alpha") h.alpha = v.cast<double>();
+    else if (key == "centered") h.centered = v.cast<bool>();
+    else if (key == "lr_decay") h.lr_decay = v.cast<double>();
+    else if (key == "betas") std::tie(h.beta1, h.beta2) = v.cast<std::pair<double, double>>();
+    else if (key == "amsgrad") h.amsgrad = v.cast<bool>();
+    else if (key == "decoupled_weight_decay") h.decoupled_weight_decay = v.cast<bool>();
+    else if (key == "eps") h.eps = v.cast<double>();
+    else if (key == "weight_decay") h.weight_decay = v.cast<double>();
+    else
+      throw py::value_error("unknown optimizer hyperparameter '" + key + "' (momentum, dampening, nesterov, alpha, "
+                            "centered, lr_decay, betas, amsgrad, decoupled_weight_decay, eps, weight_decay)");
+  }
+  return h;
 }
 
 }  // namespace
@@ -81,11 +111,15 @@ void bind_ps(py::module_& root) {
            py::arg("heartbeat_timeout") = 30.0, py::arg("checkpoint_path") = "", py::arg("checkpoint_every") = 0,
            py::arg("restore") = false)
       .def("add_table", [](ps::Server& s, const std::string& name, const Tensor& initial, const std::string& rule,
-                           double lr, const std::string& sync) {
-             s.add_table({name, initial, parse_rule(rule), lr, parse_sync(sync)});
+                           double lr, const std::string& sync, const py::dict& hyper) {
+             ps::UpdateRule r = parse_rule(rule);
+             ps::OptimizerHyper h = parse_hyper(hyper);
+             // rmsprop's momentum defaults to 0 (torch.optim.RMSprop), SGD's to 0.9 here.
+             if (r == ps::UpdateRule::rmsprop && !hyper.contains("momentum")) h.rmsprop_momentum = 0;
+             s.add_table({name, initial, r, lr, parse_sync(sync), h});
            },
            py::arg("name"), py::arg("initial"), py::arg("rule") = "accumulate", py::arg("lr") = 0.01,
-           py::arg("sync") = "bsp")
+           py::arg("sync") = "bsp", py::arg("hyper") = py::dict())
       .def("start", &ps::Server::start, nogil())
       .def("stop", &ps::Server::stop, nogil())
       .def_property_readonly("running", &ps::Server::running)
@@ -102,6 +136,11 @@ void bind_ps(py::module_& root) {
         d["workers_dead"] = st.workers_dead.load();
         d["rejoins"] = st.rejoins.load();
         d["checkpoints"] = st.checkpoints.load();
+        py::list hist, wait_ms;
+        for (const auto& n : st.staleness) hist.append(n.load());
+        for (uint32_t i = 0; i < st.num_workers; ++i) wait_ms.append(double(st.pull_wait_us[i].load()) / 1000.0);
+        d["staleness"] = hist;  // pulls answered per staleness 0..15, [16]: 16 or more
+        d["pull_wait_ms"] = wait_ms;  // per worker
         return d;
       });
 }

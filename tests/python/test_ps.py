@@ -146,3 +146,86 @@ def test_world_of_one_without_the_launcher():
         ps._state = saved
         if env_role is not None:
             os.environ["NDFLOW_PS_ROLE"] = env_role
+
+
+def _local_world():
+    import ndflow.distributed.ps as ps
+    saved, ps._state = ps._state, None
+    env_role = os.environ.pop("NDFLOW_PS_ROLE", None)
+    return ps, saved, env_role
+
+
+def _end_local_world(ps, saved, env_role):
+    if ps._state is not None and ps._state.server is not None:
+        ps._state.server.stop()
+    ps._state = saved
+    if env_role is not None:
+        os.environ["NDFLOW_PS_ROLE"] = env_role
+
+
+@pytest.mark.parametrize("rule,hyper,local_opt", [
+    ("momentum", {"momentum": 0.9}, lambda ps_: nd.optim.SGD(ps_, lr=0.1, momentum=0.9)),
+    ("adam", {"betas": (0.9, 0.99)}, lambda ps_: nd.optim.Adam(ps_, lr=0.1, betas=(0.9, 0.99))),
+])
+def test_server_side_optimizer_equals_local_training(rule, hyper, local_opt):
+    ps, saved, env_role = _local_world()
+    try:
+        ps.init()
+        rng = np.random.default_rng(1)
+        X = rng.standard_normal((6, 8, 5)).astype(np.float32)
+        Y = rng.integers(0, 3, (6, 8))
+
+        def make():
+            nd.manual_seed(0)
+            return nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3))
+
+        model = make()
+        ps.register(model, sync="bsp", rule=rule, lr=0.1, **hyper)
+        trainer = ps.PSTrainer(model, server_optimizer=True)
+        grads_only = nd.optim.SGD(model.parameters(), lr=0.0)   # only to zero the gradients
+        for s in range(6):
+            with trainer.step():
+                grads_only.zero_grad()
+                F.cross_entropy(model(nd.tensor(X[s])), nd.tensor(Y[s])).backward()
+        trainer.pull()
+
+        ref = make()
+        opt = local_opt(ref.parameters())
+        for s in range(6):
+            opt.zero_grad()
+            F.cross_entropy(ref(nd.tensor(X[s])), nd.tensor(Y[s])).backward()
+            opt.step()
+        for (n, p), q in zip(model.named_parameters(), ref.parameters()):
+            np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), rtol=1e-4, atol=1e-5, err_msg=n)
+        stats = ps._job().server.stats()
+        assert len(stats["staleness"]) == 17 and stats["staleness"][0] == 7 * 4   # 7 pulls of 4 tables, all fresh
+        assert sum(stats["staleness"][1:]) == 0
+        assert stats["pull_wait_ms"] == [0.0]
+        with pytest.raises(ValueError, match="unknown optimizer hyperparameter 'bogus'"):
+            ps.register({"x": nd.zeros((2,))}, rule="adam", bogus=1)
+    finally:
+        _end_local_world(ps, saved, env_role)
+
+
+def test_server_side_momentum_under_bsp_equals_synchronous_training(tmp_path):
+    # 4 workers push p.grad / 4; a BSP clock's sum is the mean gradient over
+    # the 16 samples, on which the servers take one momentum step.
+    body = (TRAIN.replace('ps.register(model, sync="bsp")',
+                          'ps.register(model, sync="bsp", rule="momentum", lr=0.1, momentum=0.9)')
+            .replace("trainer = ps.PSTrainer(model)", "trainer = ps.PSTrainer(model, server_optimizer=True)")
+            .replace("    opt.step()\n", ""))
+    assert "opt.step()" not in body and "server_optimizer=True" in body
+    launch(tmp_path, body, tmp_path / "ps.npy")
+    ps_params = np.load(tmp_path / "ps.npy")
+    nd.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3))
+    opt = nd.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((10, 16, 5)).astype(np.float32)
+    Y = rng.integers(0, 3, (10, 16))
+    for s in range(10):
+        opt.zero_grad()
+        F.cross_entropy(model(nd.tensor(X[s])), nd.tensor(Y[s])).backward()
+        opt.step()
+    ref = np.concatenate([p.detach().numpy().ravel() for p in model.parameters()])
+    np.testing.assert_allclose(ps_params, ref, rtol=1e-4, atol=1e-5)

@@ -132,11 +132,18 @@ def num_workers():
     return _job().num_workers
 
 
-def register(module_or_tensors, sync="bsp", rule="accumulate", lr=0.01):
+def register(module_or_tensors, sync="bsp", rule="accumulate", lr=0.01, **hyper):
     """Puts parameters on the servers: a module's named parameters, or a dict
     {name: tensor}. Every process calls it with the same parameters (same
     seed): a server keeps the tables it owns, initialized from its copy; a
-    worker connects to every server. Returns the table names."""
+    worker connects to every server. Returns the table names.
+
+    rule: "accumulate" (table += pushed: the worker runs its optimizer and
+    pushes deltas) or a server-side optimizer that takes the pushed tensors as
+    gradients: "sgd", "momentum", "adagrad", "rmsprop", "adam", with lr and
+    torch.optim's hyperparameters as keywords (momentum=0.9, dampening,
+    nesterov, alpha, centered, lr_decay, betas=(0.9, 0.999), amsgrad,
+    decoupled_weight_decay, eps, weight_decay)."""
     job = _job()
     named = (dict(module_or_tensors.named_parameters()) if hasattr(module_or_tensors, "named_parameters")
              else dict(module_or_tensors))
@@ -163,7 +170,7 @@ def register(module_or_tensors, sync="bsp", rule="accumulate", lr=0.01):
         with no_grad():
             for name, t in named.items():
                 if job.tables[name] == mine:
-                    job.server.add_table(name, t.detach().contiguous().clone(), rule, lr, sync)
+                    job.server.add_table(name, t.detach().contiguous().clone(), rule, lr, sync, hyper)
     if job.local:
         job.server.start()
         job.servers = [job.server.endpoint]
@@ -268,9 +275,15 @@ def current_clock():
 class PSTrainer:
     """Keeps a module's parameters in step with the servers around each
     training step: pulls them before, pushes (new - old) * scale after, then
-    clocks. scale defaults to 1/num_workers (the mean, as data parallelism)."""
+    clocks. scale defaults to 1/num_workers (the mean, as data parallelism).
 
-    def __init__(self, module, scale=None):
+    server_optimizer=True (for tables registered with a server-side rule such
+    as "momentum" or "adam"): the worker runs no optimizer; the step only
+    computes gradients (backward), and push() sends p.grad * scale, so a BSP
+    clock's summed pushes are the mean gradient over the workers, on which
+    the server takes one optimizer step."""
+
+    def __init__(self, module, scale=None, server_optimizer=False):
         job = _job()
         if job.role != "worker":
             raise RuntimeError("PSTrainer runs on workers; servers call ps.serve()")
@@ -279,6 +292,7 @@ class PSTrainer:
         if missing:
             raise ValueError(f"PSTrainer: parameters {missing} are not registered; call ps.register(model) first")
         self.scale = 1.0 / job.num_workers if scale is None else float(scale)
+        self.server_optimizer = bool(server_optimizer)
         self.staleness = []   # per step: this worker's clock - the slowest clock its pulls saw
 
     def pull(self):
@@ -295,7 +309,14 @@ class PSTrainer:
 
     def push(self, before):
         with no_grad():
-            deltas = {n: (p.detach() - before[n]) * self.scale for n, p in self.named.items()}
+            if self.server_optimizer:
+                missing = [n for n, p in self.named.items() if p.grad is None]
+                if missing:
+                    raise RuntimeError(f"PSTrainer(server_optimizer=True): no gradient for {missing}; "
+                                       "run backward() inside step()")
+                deltas = {n: p.grad.detach() * self.scale for n, p in self.named.items()}
+            else:
+                deltas = {n: (p.detach() - before[n]) * self.scale for n, p in self.named.items()}
         for h in [push(n, d) for n, d in deltas.items()]:
             h.wait()
         clock()
