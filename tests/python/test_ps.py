@@ -97,11 +97,9 @@ def test_integer_updates_sum_exactly(tmp_path, sync):
     assert finals == {"a": str(float(3 * per_element)), "b": str(float(4 * per_element))}, out
 
 
-def test_bsp_training_equals_synchronous_data_parallel(tmp_path):
-    launch(tmp_path, TRAIN, tmp_path / "ps.npy")
-    ps_params = np.load(tmp_path / "ps.npy")
-    # The same steps in one process on the whole batch of 16 (the mean over
-    # 4 workers' means of 4 samples is the mean over 16).
+def synchronous_reference():
+    """TRAIN's 10 steps in one process on the whole batch of 16 (the mean over
+    4 workers' means of 4 samples is the mean over 16): the parameters, flat."""
     nd.manual_seed(0)
     model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3))
     opt = nd.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -112,8 +110,13 @@ def test_bsp_training_equals_synchronous_data_parallel(tmp_path):
         opt.zero_grad()
         F.cross_entropy(model(nd.tensor(X[s])), nd.tensor(Y[s])).backward()
         opt.step()
-    ref = np.concatenate([p.detach().numpy().ravel() for p in model.parameters()])
-    np.testing.assert_allclose(ps_params, ref, rtol=1e-4, atol=1e-5)
+    return np.concatenate([p.detach().numpy().ravel() for p in model.parameters()])
+
+
+def test_bsp_training_equals_synchronous_data_parallel(tmp_path):
+    launch(tmp_path, TRAIN, tmp_path / "ps.npy")
+    ps_params = np.load(tmp_path / "ps.npy")
+    np.testing.assert_allclose(ps_params, synchronous_reference(), rtol=1e-4, atol=1e-5)
 
 
 def test_world_of_one_without_the_launcher():
@@ -217,15 +220,4 @@ def test_server_side_momentum_under_bsp_equals_synchronous_training(tmp_path):
     assert "opt.step()" not in body and "server_optimizer=True" in body
     launch(tmp_path, body, tmp_path / "ps.npy")
     ps_params = np.load(tmp_path / "ps.npy")
-    nd.manual_seed(0)
-    model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3))
-    opt = nd.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((10, 16, 5)).astype(np.float32)
-    Y = rng.integers(0, 3, (10, 16))
-    for s in range(10):
-        opt.zero_grad()
-        F.cross_entropy(model(nd.tensor(X[s])), nd.tensor(Y[s])).backward()
-        opt.step()
-    ref = np.concatenate([p.detach().numpy().ravel() for p in model.parameters()])
-    np.testing.assert_allclose(ps_params, ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ps_params, synchronous_reference(), rtol=1e-4, atol=1e-5)
