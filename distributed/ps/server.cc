@@ -2,17 +2,11 @@
 #include "distributed/ps/server.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cstring>
-#include <iostream>
-#include <map>
-#include <set>
 #include <filesystem>
-#include <thread>
 
 #include "core/format.h"
-#include "distributed/ps/server_update.h"
-#include "distributed/ps/zmq_internal.h"
+#include "distributed/ps/server_internal.h"
 #include "ops/api.h"
 #include "runtime/eager.h"
 
@@ -20,23 +14,22 @@ namespace ndflow::ps {
 
 namespace {
 
-constexpr size_t kMaxDelayedPulls = 1 << 16;
+// Comparing the secret in time independent of where it differs, so that
+// timing does not reveal a prefix.
+bool same_secret(const std::string& a, const std::string& b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  const size_t n = std::min(a.size(), b.size());
+  for (size_t i = 0; i < n; ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
 
-struct Table {
-  Tensor value;
-  detail::TableOptimizer opt;  // the update rule with its state
-  Sync sync;
-  // BSP (= SSP(0)): the updates pushed at clock k wait here until every
-  // worker has finished clock k, then go into `value` together. A read thus
-  // sees exactly the state after the previous step, as synchronous training
-  // has it, never a faster worker's update of the current step. SSP(s > 0)
-  // and ASP apply each push at once: a read sees the freshest value (its own
-  // updates included), which SSP bounds from below by waiting.
-  std::map<int64_t, Tensor> pending;
-  // The clocks in `pending` that took a dense push. A clock of row pushes
-  // only steps a non-linear optimizer on the rows it touched (see commit()).
-  std::set<int64_t> dense_clocks;
-};
+}  // namespace
+
+std::string peer_name(const std::string& identity) {
+  std::string hex;
+  for (unsigned char c : identity) hex += str_cat(std::hex, int(c >> 4), int(c & 15));
+  return "connection 0x" + hex.substr(0, 16);
+}
 
 // Folds one clock's held-back gradient sum into the table: one optimizer
 // step with the sum (accumulate and SGD are linear, so that equals one step
@@ -51,8 +44,6 @@ void commit(const Tensor& value, detail::TableOptimizer& opt, const Tensor& sum,
   opt.rows(value, ids.data<int64_t>(), ids.numel(), index_select(sum, 0, ids));
 }
 
-using SteadyClock = std::chrono::steady_clock;
-
 // The table's value, safe to write in place. A dense pull reply shares the
 // table's buffer instead of copying it (a 64 MB copy per pull cost as much
 // as sending it); while such a reply is still being sent, the table moves to
@@ -65,136 +56,6 @@ Tensor& writable(Table& t) {
   return t.value;
 }
 
-struct WorkerState {
-  int64_t clock = 0;
-  uint64_t incarnation = 0;
-  uint64_t last_seq = 0;  // highest push applied for this incarnation
-  // A worker is in the clock table while alive. One that has not connected
-  // yet counts as alive at clock 0 (it is still starting); one that has
-  // connected is declared dead after ServerOptions::heartbeat_timeout of
-  // silence.
-  bool connected = false;
-  bool alive = true;
-  SteadyClock::time_point heard{};
-};
-
-// A connection that passed the handshake speaks for one worker incarnation.
-struct Session {
-  uint32_t worker;
-  uint64_t incarnation;
-};
-
-// A pull that its consistency model does not allow yet.
-struct Delayed {
-  std::string identity;
-  Message request;
-  SteadyClock::time_point since;
-};
-
-// Comparing the secret in time independent of where it differs, so that
-// timing does not reveal a prefix.
-bool same_secret(const std::string& a, const std::string& b) {
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  const size_t n = std::min(a.size(), b.size());
-  for (size_t i = 0; i < n; ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
-
-std::string peer_name(const std::string& identity) {
-  std::string hex;
-  for (unsigned char c : identity) hex += str_cat(std::hex, int(c >> 4), int(c & 15));
-  return "connection 0x" + hex.substr(0, 16);
-}
-
-}  // namespace
-
-struct Server::Impl {
-  ServerOptions opt;
-  std::string endpoint;
-  std::map<std::string, Table> tables;
-  std::vector<WorkerState> workers;
-  std::map<std::string, Session> sessions;  // by ZeroMQ routing identity
-  std::vector<Delayed> delayed;
-  ServerStats stats;
-  int64_t checkpointed_at = 0;  // the slowest clock at the last checkpoint
-
-  zmq::context_t ctx;
-  std::unique_ptr<zmq::socket_t> sock;
-  std::thread thread;
-  std::atomic<bool> stopping{false};
-
-  std::string where() const { return str_cat("[ps.server ", endpoint, "]"); }
-  void log(const std::string& msg) const {
-    if (opt.log) opt.log(msg);
-    else std::cerr << msg << std::endl;
-  }
-
-  void send(const std::string& identity, const Message& m) {
-    // NOTE: never block the loop on one slow or vanished client: ROUTER drops
-    // messages to unknown peers and to peers over their high-water mark.
-    try {
-      detail::send_message(*sock, &identity, m, zmq::send_flags::dontwait);
-    } catch (const std::exception& e) {
-      log(str_cat(where(), " could not send ", msg_type_name(m.type), " to ", peer_name(identity), ": ", e.what()));
-    }
-  }
-  void send_error(const std::string& identity, const Message& req, const std::string& why) {
-    Message m{.type = MsgType::error, .request = req.request, .text = why.substr(0, kMaxText)};
-    send(identity, m);
-  }
-  void reject(const std::string& identity, const Message& req, const std::string& why) {
-    stats.rejected++;
-    log(str_cat(where(), " rejected a message from ", peer_name(identity), ": ", why));
-    send_error(identity, req, why);
-  }
-
-  std::string table_names() const {
-    std::string names;
-    for (const auto& [name, t] : tables) names += (names.empty() ? "'" : ", '") + name + "'";
-    return names.empty() ? "none" : names;
-  }
-
-  // The slowest clock of the live workers, leaving out `except` (when no
-  // worker is live: the fastest clock, so that nothing waits).
-  int64_t slowest_clock(int64_t except = -1) const {
-    int64_t c = INT64_MAX, fastest = 0;
-    for (size_t i = 0; i < workers.size(); ++i) {
-      fastest = std::max(fastest, workers[i].clock);
-      if (workers[i].alive && int64_t(i) != except) c = std::min(c, workers[i].clock);
-    }
-    return c == INT64_MAX ? fastest : c;
-  }
-  bool any_alive_except(uint32_t w) const {
-    for (size_t i = 0; i < workers.size(); ++i)
-      if (workers[i].alive && i != w) return true;
-    return false;
-  }
-  bool may_read(const Table& t, int64_t clock) const {
-    if (t.sync.kind == Sync::Kind::asp) return true;
-    return slowest_clock() >= clock - t.sync.staleness;
-  }
-
-  void loop();
-  void handle(std::vector<zmq::message_t>& frames);
-  void handle_hello(const std::string& identity, const Message& m);
-  void handle_push(const std::string& identity, const Message& m, Table& t, WorkerState& w);
-  void answer_pull(const std::string& identity, const Message& m);
-  void check_rows(const Message& m, const Table& t, const Tensor& ids) const;
-  void retry_delayed();
-  void commit_finished_clocks();
-  void heard_from(uint32_t worker);
-  void save_checkpoint();
-  void restore_checkpoint();
-  void clocks_advanced() {
-    commit_finished_clocks();
-    retry_delayed();
-    if (!opt.checkpoint_path.empty() && opt.checkpoint_every > 0 &&
-        slowest_clock() >= checkpointed_at + opt.checkpoint_every)
-      save_checkpoint();
-  }
-  void check_heartbeats();
-  void apply(Table& t, Tensor target, const Message& m, const Tensor& update);
-};
 
 void Server::Impl::loop() {
   std::vector<zmq::message_t> frames;
@@ -469,117 +330,6 @@ void Server::Impl::retry_delayed() {
     } else still.push_back(std::move(d));
   }
   delayed = std::move(still);
-}
-
-// Tensors "value/<table>", "pending/<table>/<clock>", "opt/<table>/<slot>"
-// (the optimizer state: "step", "row_steps", "m", ...), "dense_clocks/<table>"
-// (i64, the pending clocks with a dense push) and "workers" (i64 [W, 3]:
-// clock, incarnation, last push applied), written atomically by save_tensors.
-void Server::Impl::save_checkpoint() {
-  NamedTensors out;
-  for (const auto& [name, t] : tables) {
-    out.emplace_back("value/" + name, t.value);
-    for (const auto& [clock, sum] : t.pending) out.emplace_back(str_cat("pending/", name, "/", clock), sum);
-    for (const auto& [slot, v] : t.opt.state()) out.emplace_back(str_cat("opt/", name, "/", slot), v);
-    if (!t.dense_clocks.empty()) {
-      Tensor dc = Tensor::empty({int64_t(t.dense_clocks.size())}, DType::i64);
-      std::copy(t.dense_clocks.begin(), t.dense_clocks.end(), dc.data<int64_t>());
-      out.emplace_back("dense_clocks/" + name, dc);
-    }
-  }
-  Tensor ws = Tensor::empty({int64_t(workers.size()), 3}, DType::i64);
-  for (size_t i = 0; i < workers.size(); ++i) {
-    int64_t* row = ws.data<int64_t>() + 3 * i;
-    row[0] = workers[i].clock;
-    row[1] = int64_t(workers[i].incarnation);
-    row[2] = int64_t(workers[i].last_seq);
-  }
-  out.emplace_back("workers", ws);
-  const int64_t slowest = slowest_clock();
-  try {
-    save_tensors(opt.checkpoint_path, out, {{"ndflow.ps", "server checkpoint"}, {"slowest_clock", str_cat(slowest)}});
-    stats.checkpoints++;
-  } catch (const Error& e) {
-    log(str_cat(where(), " could not write its checkpoint ", opt.checkpoint_path, ": ", e.what()));
-  }
-  checkpointed_at = slowest;  // also after a failure: retried one interval later, not at every clock
-}
-
-// Checks the whole file against the tables before it changes anything.
-void Server::Impl::restore_checkpoint() {
-  const std::string& path = opt.checkpoint_path;
-  Checkpoint ck = load_tensors(path, {.mmap = false});
-  const std::string fix = " (delete it to start from the initial values)";
-  NDF_CHECK(ck.metadata.count("ndflow.ps"), ValueError, "[ps.server] ", path, " is not a server checkpoint", fix);
-  auto check_fits = [&](const std::string& key, const Tensor& v, const std::string& name) {
-    const Tensor& mine = tables.at(name).value;
-    NDF_CHECK(v.shape() == mine.shape() && v.dtype() == DType::f32, ValueError, "[ps.server] checkpoint ", path,
-              ": '", key, "' has shape ", v.shape(), ", table '", name, "' of this server ", mine.shape(), fix);
-  };
-  std::map<std::string, std::map<int64_t, Tensor>> pending;
-  std::map<std::string, std::vector<std::pair<std::string, Tensor>>> opt_state;
-  std::map<std::string, Tensor> dense_clocks;
-  Tensor ws;
-  for (auto& [key, v] : ck.tensors) {
-    const size_t last = key.rfind('/');
-    if (key == "workers") {
-      ws = v;
-    } else if (key.starts_with("opt/") && last > 4 && tables.count(key.substr(4, last - 4))) {
-      const std::string name = key.substr(4, last - 4), slot = key.substr(last + 1);
-      const Tensor mine = tables.at(name).opt.find(slot);
-      NDF_CHECK(mine.defined() && mine.shape() == v.shape() && mine.dtype() == v.dtype(), ValueError,
-                "[ps.server] checkpoint ", path, ": optimizer state '", key, "' (shape ", v.shape(),
-                ") does not fit table '", name, "' and its update rule on this server", fix);
-      opt_state[name].emplace_back(slot, v);
-    } else if (key.starts_with("dense_clocks/") && tables.count(key.substr(13))) {
-      NDF_CHECK(v.dtype() == DType::i64 && v.rank() == 1, ValueError, "[ps.server] checkpoint ", path, ": bad '",
-                key, "'", fix);
-      dense_clocks[key.substr(13)] = v;
-    } else if (key.starts_with("value/") && tables.count(key.substr(6))) {
-      check_fits(key, v, key.substr(6));
-    } else {
-      const size_t slash = key.rfind('/');
-      const std::string name = key.starts_with("pending/") && slash > 8 ? key.substr(8, slash - 8) : "";
-      NDF_CHECK(tables.count(name), ValueError, "[ps.server] checkpoint ", path, " has '", key,
-                "', which is no table of this server", fix);
-      check_fits(key, v, name);
-      const std::string clock = key.substr(slash + 1);
-      NDF_CHECK(!clock.empty() && clock.size() < 19 && clock.find_first_not_of("0123456789") == std::string::npos,
-                ValueError, "[ps.server] checkpoint ", path, ": bad clock in '", key, "'", fix);
-      pending[name][std::stoll(clock)] = v;
-    }
-  }
-  for (const auto& [name, t] : tables)
-    NDF_CHECK(ck.find("value/" + name).defined(), ValueError, "[ps.server] checkpoint ", path, " has no table '",
-              name, "'", fix);
-  for (const auto& [name, t] : tables)
-    for (const auto& [slot, v] : t.opt.state())
-      NDF_CHECK(ck.find(str_cat("opt/", name, "/", slot)).defined(), ValueError, "[ps.server] checkpoint ", path,
-                " has no optimizer state 'opt/", name, "/", slot, "' for table '", name,
-                "' (written with another update rule?)", fix);
-  NDF_CHECK(ws.defined() && ws.dtype() == DType::i64 && ws.shape() == Shape({int64_t(workers.size()), 3}),
-            ValueError, "[ps.server] checkpoint ", path, " has no clock table for ", workers.size(), " workers", fix);
-
-  EagerScope eager;
-  NoGradGuard no_grad;
-  for (auto& [name, t] : tables) {
-    writable(t).copy_(ck.find("value/" + name));
-    t.pending.clear();
-    for (auto& [clock, sum] : pending[name]) t.pending[clock] = sum.clone();
-    for (auto& [slot, v] : opt_state[name]) t.opt.find(slot).copy_(v);
-    t.dense_clocks.clear();
-    if (dense_clocks.count(name)) {
-      const Tensor& dc = dense_clocks[name];
-      t.dense_clocks.insert(dc.data<int64_t>(), dc.data<int64_t>() + dc.numel());
-    }
-  }
-  for (size_t i = 0; i < workers.size(); ++i) {
-    const int64_t* row = ws.data<int64_t>() + 3 * i;
-    workers[i] = WorkerState{.clock = row[0], .incarnation = uint64_t(row[1]), .last_seq = uint64_t(row[2])};
-  }
-  checkpointed_at = slowest_clock();
-  log(str_cat("[ps.server] restored ", tables.size(), " table(s) and the clock table from ", path,
-              " (slowest clock ", checkpointed_at, ")"));
 }
 
 Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
