@@ -12,6 +12,7 @@ void register_creation_kernels(KernelRegistry& r);
 void register_random_kernels(KernelRegistry& r);
 void register_nn_kernels(KernelRegistry& r);
 void register_conv_kernels(KernelRegistry& r);
+void register_pool_kernels(KernelRegistry& r);
 void register_norm_kernels(KernelRegistry& r);
 void register_state_kernels(KernelRegistry& r);
 void register_optim_kernels(KernelRegistry& r);
@@ -29,6 +30,7 @@ void register_all_kernels(KernelRegistry& r) {
   cpu::register_random_kernels(r);
   cpu::register_nn_kernels(r);
   cpu::register_conv_kernels(r);
+  cpu::register_pool_kernels(r);
   cpu::register_norm_kernels(r);
   cpu::register_state_kernels(r);
   cpu::register_optim_kernels(r);
