@@ -12,20 +12,39 @@ namespace ndflow::ps {
 using SteadyClock = std::chrono::steady_clock;
 
 struct ClientState {
+  // A request on the wire, kept until its reply so that it can be sent
+  // again to a restarted server.
+  struct Outstanding {
+    uint64_t ticket;  // the Handle's; 0 for the client's own re-handshake
+    std::string what;
+    Message message;
+  };
+
   ClientOptions opt;
   zmq::context_t ctx;
   zmq::socket_t sock;
-  uint64_t next_request = 1;
-  uint64_t next_seq = 1;   // pushes are numbered 1, 2, ... per incarnation (exactly-once on the server)
+  uint64_t next_request = 1;  // wire ids; a resent request gets a new one
+  uint64_t next_ticket = 1;   // Handle ids, stable across resends
+  uint64_t next_seq = 1;      // pushes are numbered 1, 2, ... per incarnation (exactly-once on the server)
+  uint64_t last_hello = 0;    // wire id of the latest handshake
   int64_t clock = 0;
-  std::map<uint64_t, std::string> waiting;  // outstanding request -> what it is (for messages)
-  std::map<uint64_t, Message> arrived;      // replies not yet collected by their handle
-  std::set<uint64_t> abandoned;             // handles dropped before their reply
+  uint64_t rehandshakes = 0;
+  std::map<uint64_t, Outstanding> waiting;  // by wire id, in sending order
+  std::map<uint64_t, Message> arrived;      // by ticket: replies not yet collected by their handle
+  std::set<uint64_t> abandoned;             // tickets of handles dropped before their reply
   std::string deferred_error;               // the error reply of an abandoned request
 
   explicit ClientState(ClientOptions o) : opt(std::move(o)), sock(ctx, zmq::socket_type::dealer) {}
 
   std::string who() const { return str_cat("[ps.client worker ", opt.worker, "]"); }
+
+  void transmit(Message& m, const std::string& what, zmq::send_flags flags = zmq::send_flags::none) {
+    m.request = next_request++;
+    // encode() inside checks the message, so a bad table name or dtype fails here, before the network.
+    if (!detail::send_message(sock, nullptr, m, flags) && flags == zmq::send_flags::none)
+      fail<TimeoutError>(who(), " could not send ", what, " to server ", opt.address, " within ",
+                         opt.timeout.count(), " ms (its queue is full: is the server running?)");
+  }
 
   uint64_t send(Message m, std::string what) {
     if (!deferred_error.empty()) {
@@ -33,16 +52,39 @@ struct ClientState {
       deferred_error.clear();
       fail<ValueError>(e);
     }
-    m.request = next_request++;
     m.worker = opt.worker;
     m.incarnation = opt.incarnation;
     m.clock = m.type == MsgType::clock ? clock + 1 : clock;
-    // encode() inside checks the message, so a bad table name or dtype fails here, before the network.
-    if (!detail::send_message(sock, nullptr, m))
-      fail<TimeoutError>(who(), " could not send ", what, " to server ", opt.address, " within ",
-                         opt.timeout.count(), " ms (its queue is full: is the server running?)");
-    waiting[m.request] = std::move(what);
-    return m.request;
+    if (m.type == MsgType::hello) m.text = opt.secret;
+    transmit(m, what);
+    if (m.type == MsgType::hello) last_hello = m.request;
+    const uint64_t ticket = next_ticket++;
+    waiting[m.request] = {ticket, std::move(what), std::move(m)};
+    return ticket;
+  }
+
+  // The server answered a request sent after our latest handshake with "no
+  // session": it was restarted. Handshake again, at this worker's clock (a
+  // server restored from an older checkpoint resumes it there), and resend
+  // everything unanswered, in the original order and under new wire ids:
+  // ZeroMQ delivers them after the handshake, pushes keep their sequence
+  // numbers (a push the restored server already has is not applied twice),
+  // and the stale "no session" replies of the old ids are then ignored.
+  void handshake_again() {
+    rehandshakes++;
+    std::map<uint64_t, Outstanding> old = std::move(waiting);
+    waiting.clear();
+    Message hello{.type = MsgType::hello, .worker = opt.worker, .incarnation = opt.incarnation, .clock = clock,
+                  .text = opt.secret};
+    transmit(hello, "the handshake");
+    last_hello = hello.request;
+    waiting[hello.request] = {0, "the handshake with a restarted server", std::move(hello)};
+    for (auto& [id, o] : old) {
+      if (o.ticket == 0) continue;  // an earlier handshake: superseded
+      transmit(o.message, o.what);
+      const uint64_t request = o.message.request;
+      waiting[request] = std::move(o);
+    }
   }
 
   // Files one received message under its request.
@@ -55,60 +97,81 @@ struct ClientState {
     }
     if (m.type != MsgType::reply && m.type != MsgType::error)
       fail<ValueError>(who(), " server ", opt.address, " sent a ", msg_type_name(m.type), " instead of a reply");
+    if (m.type == MsgType::error && m.value == int64_t(ErrorCode::no_session)) {
+      if (m.request > last_hello) handshake_again();
+      return;  // else: the answer to a request already sent again
+    }
     auto w = waiting.find(m.request);
     if (w == waiting.end()) {
-      // A ping's answer. A refused ping means the server lost this
-      // connection's session (it was restarted): waiting on would never end.
-      if (m.type == MsgType::error) fail<ValueError>(who(), " ", m.text, " (server ", opt.address, ")");
+      // A ping's answer. A refused ping (this incarnation was replaced, say)
+      // means the requests it guards will never be answered either.
+      if (m.type == MsgType::error && m.request > last_hello)
+        fail<ValueError>(who(), " ", m.text, " (server ", opt.address, ")");
       return;
     }
+    const uint64_t ticket = w->second.ticket;
     waiting.erase(w);
-    if (abandoned.erase(m.request)) {
+    if (ticket == 0) {
+      if (m.type == MsgType::error)
+        fail<ValueError>(who(), " server ", opt.address, " was restarted and refused to take this worker back: ",
+                         m.text);
+      return;
+    }
+    if (abandoned.erase(ticket)) {
       if (m.type == MsgType::error && deferred_error.empty())
         deferred_error = str_cat(m.text, " (server ", opt.address, ")");
       return;
     }
-    arrived[m.request] = std::move(m);
+    arrived[ticket] = std::move(m);
   }
 
-  // Receives until `request` is answered. Silence is measured from the start
-  // of this wait, so time the worker spent computing does not count.
-  Message wait_for(uint64_t request) {
-    const auto half = opt.timeout / 2;
+  bool waiting_for(uint64_t ticket) const {
+    for (const auto& [id, o] : waiting)
+      if (o.ticket == ticket) return true;
+    return false;
+  }
+  std::string what_of(uint64_t ticket) const {
+    for (const auto& [id, o] : waiting)
+      if (o.ticket == ticket) return o.what;
+    return "a request";
+  }
+
+  // Receives until the request of `ticket` is answered. Silence is measured
+  // from the start of this wait, so time the worker spent computing does not
+  // count.
+  Message wait_for(uint64_t ticket) {
+    // A pull may legitimately wait on a slow worker: pings tell a live
+    // server from a dead one, and a restarted one from both (it answers
+    // "no session").
+    const auto ping_every = std::min<std::chrono::milliseconds>(opt.timeout / 2, std::chrono::milliseconds(500));
     auto heard = SteadyClock::now();
-    bool pinged = false;
+    auto pinged = heard;
     std::vector<zmq::message_t> frames;
     for (;;) {
-      auto a = arrived.find(request);
+      auto a = arrived.find(ticket);
       if (a != arrived.end()) {
         Message m = std::move(a->second);
         arrived.erase(a);
         return m;
       }
       const auto now = SteadyClock::now();
-      const auto quiet = now - heard;
-      if (quiet >= opt.timeout) {
-        const auto what = waiting.count(request) ? waiting[request] : std::string("a request");
+      if (now - heard >= opt.timeout)
         fail<TimeoutError>(who(), " server ", opt.address, " sent nothing for ", opt.timeout.count(),
-                           " ms while waiting for ", what,
+                           " ms while waiting for ", what_of(ticket),
                            ": is it still running? (the limit is ClientOptions::timeout)");
+      if (now - std::max(heard, pinged) >= ping_every) {
+        // dontwait: a dead server must not block us here.
+        Message ping{.type = MsgType::ping, .worker = opt.worker, .incarnation = opt.incarnation, .clock = clock};
+        transmit(ping, "a ping", zmq::send_flags::dontwait);
+        pinged = now;
       }
-      if (quiet >= half && !pinged) {
-        // A pull may legitimately wait on a slow worker; a ping tells a live
-        // server from a dead one. dontwait: a dead server must not block us here.
-        Message ping{.type = MsgType::ping, .request = next_request++, .worker = opt.worker,
-                     .incarnation = opt.incarnation, .clock = clock};
-        (void)detail::send_message(sock, nullptr, ping, zmq::send_flags::dontwait);
-        pinged = true;
-      }
-      const auto next = pinged ? heard + opt.timeout : heard + half;
+      const auto next = std::min(heard + opt.timeout, std::max(heard, pinged) + ping_every);
       const auto left =
           std::chrono::duration_cast<std::chrono::milliseconds>(next - now) + std::chrono::milliseconds(1);
       zmq::pollitem_t item{sock.handle(), 0, ZMQ_POLLIN, 0};
       zmq::poll(&item, 1, left);
       while (detail::recv_frames(sock, frames)) {
         heard = SteadyClock::now();
-        pinged = false;
         dispatch(frames);
       }
     }
@@ -129,7 +192,7 @@ void Handle::abandon() {
     if (a->second.type == MsgType::error && s_->deferred_error.empty())
       s_->deferred_error = str_cat(a->second.text, " (server ", s_->opt.address, ")");
     s_->arrived.erase(a);
-  } else if (s_->waiting.count(request_)) {
+  } else if (s_->waiting_for(request_)) {
     s_->abandoned.insert(request_);
   }
 }
@@ -178,7 +241,7 @@ Client::Client(ClientOptions options) {
   } catch (const zmq::error_t& e) {
     fail<ValueError>(s.who(), " cannot connect to server '", s.opt.address, "': ", e.what());
   }
-  const uint64_t r = s.send(Message{.type = MsgType::hello, .text = s.opt.secret}, "the handshake");
+  const uint64_t r = s.send(Message{.type = MsgType::hello}, "the handshake");
   Message reply = s.wait_for(r);
   s.result(reply, nullptr);
   s.clock = reply.clock;  // a rejoining worker continues at the server's clock
@@ -210,10 +273,16 @@ Handle Client::pull_rows(const std::string& table, const Tensor& ids) {
                              str_cat("pull of rows of table '", table, "' at clock ", s_->clock)));
 }
 
-void Client::clock() {
+Handle Client::clock_async() {
   const uint64_t r = s_->send(Message{.type = MsgType::clock}, str_cat("clock ", s_->clock + 1));
-  s_->result(s_->wait_for(r), nullptr);
-  s_->clock++;
+  s_->clock++;  // later requests are at the new clock; the server takes them in order
+  return Handle(s_, r);
+}
+
+void Client::clock() { clock_async().wait(); }
+
+Handle Client::barrier() {
+  return Handle(s_, s_->send(Message{.type = MsgType::barrier}, str_cat("the barrier at clock ", s_->clock)));
 }
 
 int64_t Client::ping() {
@@ -222,6 +291,8 @@ int64_t Client::ping() {
   s_->result(s_->wait_for(r), &slowest);
   return slowest;
 }
+
+uint64_t Client::rehandshakes() const { return s_->rehandshakes; }
 
 int64_t Client::current_clock() const { return s_->clock; }
 const std::string& Client::address() const { return s_->opt.address; }

@@ -2,7 +2,9 @@
 // return at once with a Handle; the request travels while the worker keeps
 // computing, and Handle::wait() collects the reply. A server that stays
 // silent past the timeout makes the waiting call throw TimeoutError naming
-// it — never a hang. One Client belongs to one thread.
+// it — never a hang; one that was restarted (from its checkpoint) is
+// handshaken with again and sent what was unanswered, and the worker goes
+// on. One Client belongs to one thread.
 //
 //   Client c({.address = server.endpoint(), .secret = job_secret, .worker = 1});
 //   Handle w = c.pull("w");          // under SSP(s): waits for the slowest worker's clock >= mine - s
@@ -83,6 +85,11 @@ class NDF_EXPORT Client {
   Handle pull_rows(const std::string& table, const Tensor& ids);
   // Ends this worker's current clock (one step); waits for the server's ack.
   void clock();
+  // The same without waiting: current_clock() moves on at once.
+  Handle clock_async();
+  // Answered once every live worker's clock is >= this worker's (call
+  // clock() first to wait for everyone to finish the current step).
+  Handle barrier();
   // A heartbeat: asks the server for the slowest live clock and waits for
   // the answer. Any request keeps a worker alive; a worker that may stay
   // quiet longer than the server's heartbeat_timeout (a long step) pings from
@@ -91,6 +98,9 @@ class NDF_EXPORT Client {
   // This worker's clock: the number of clock() calls (or the server's count on rejoin).
   int64_t current_clock() const;
   const std::string& address() const;
+  // Times this client found its server restarted (it answered "no
+  // session") and handshook again, resending what was unanswered.
+  uint64_t rehandshakes() const;
 
  private:
   std::shared_ptr<ClientState> s_;

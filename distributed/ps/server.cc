@@ -114,9 +114,11 @@ void Server::Impl::handle(std::vector<zmq::message_t>& frames) {
 
   auto s = sessions.find(identity);
   if (s == sessions.end())
-    return reject(identity, m, str_cat("[ps] ", msg_type_name(m.type), " before a handshake: connect with "
-                                       "ps::Client and the job's secret (if server ", endpoint,
-                                       " was restarted, restart the worker: it rejoins)"));
+    return reject(identity, m,
+                  str_cat("[ps] ", msg_type_name(m.type), " before a handshake: connect with ps::Client and the "
+                          "job's secret (a Client handshakes again by itself when server ", endpoint,
+                          " was restarted)"),
+                  ErrorCode::no_session);
   const Session& session = s->second;
   WorkerState& w = workers[session.worker];
   if (m.worker != session.worker || m.incarnation != session.incarnation)
@@ -150,14 +152,16 @@ void Server::Impl::handle(std::vector<zmq::message_t>& frames) {
                                              " but the server has it at clock ", w.clock));
         if (m.type == MsgType::pull_rows) check_rows(m, t->second, m.tensors[0]);
         if (may_read(t->second, m.clock)) return answer_pull(identity, m);
-        // Bounded, so that a runaway client cannot grow the server without limit.
-        if (delayed.size() >= kMaxDelayedPulls)
-          return reject(identity, m, str_cat("[ps] worker ", m.worker, " pull of '", m.table, "': ",
-                                             kMaxDelayedPulls, " pulls are already waiting for slower workers"));
         stats.pulls_delayed++;
-        delayed.push_back({identity, std::move(m), SteadyClock::now()});
-        return;
+        return delay(identity, std::move(m));
       }
+      case MsgType::barrier:
+        if (m.clock != w.clock)
+          return reject(identity, m, str_cat("[ps] worker ", m.worker, " waits at a barrier at clock ", m.clock,
+                                             " but the server has it at clock ", w.clock));
+        if (may_answer(m))
+          return send(identity, Message{.type = MsgType::reply, .request = m.request, .value = slowest_clock()});
+        return delay(identity, std::move(m));
       case MsgType::clock:
         if (m.clock == w.clock + 1) {
           w.clock = m.clock;
@@ -212,6 +216,14 @@ void Server::Impl::handle_hello(const std::string& identity, const Message& m) {
       log(str_cat(where(), " worker ", m.worker, " rejoined as incarnation ", m.incarnation, " at clock ", w.clock,
                   " (its previous incarnation was at clock ", was, w.alive ? "" : ", declared dead", ")"));
     }
+  } else if (m.clock > w.clock) {
+    // The same process handshaking again, ahead of the clock this server
+    // has for it: the server was restarted from a checkpoint, and the
+    // worker resumes where it is (what it pushed since the checkpoint and
+    // does not resend is lost: at most one checkpoint interval).
+    log(str_cat(where(), " worker ", m.worker, " incarnation ", m.incarnation, " resumes at clock ", m.clock,
+                " (this server had it at clock ", w.clock, ")"));
+    w.clock = m.clock;
   }
   sessions[identity] = Session{m.worker, m.incarnation};
   w.connected = true;
@@ -254,6 +266,14 @@ void Server::Impl::handle_push(const std::string& identity, const Message& m, Ta
     return send(identity, Message{.type = MsgType::reply, .request = m.request, .value = slowest_clock()});
   }
 
+  // The ack goes out before the update is applied, so the worker's wait
+  // overlaps the server's arithmetic. That is safe: this thread applies it
+  // before it reads the next message, so every later pull, from anyone,
+  // sees it; a crash in between loses no more than a crash after would.
+  w.last_seq = m.seq;
+  stats.pushes_applied++;
+  send(identity, Message{.type = MsgType::reply, .request = m.request, .value = slowest_clock()});
+
   EagerScope eager;
   NoGradGuard no_grad;
   if (t.sync.kind == Sync::Kind::asp || t.sync.staleness > 0) {
@@ -267,9 +287,6 @@ void Server::Impl::handle_push(const std::string& identity, const Message& m, Ta
     else sum.dense(it->second, update);
     if (!rows) t.dense_clocks.insert(m.clock);
   }
-  w.last_seq = m.seq;
-  stats.pushes_applied++;
-  send(identity, Message{.type = MsgType::reply, .request = m.request, .value = slowest_clock()});
 }
 
 // One step of the table's rule on target, densely or on the pushed rows.
@@ -319,15 +336,27 @@ void Server::Impl::answer_pull(const std::string& identity, const Message& m) {
                          .table = m.table, .tensors = {out}});
 }
 
+void Server::Impl::delay(const std::string& identity, Message m) {
+  // Bounded, so that a runaway client cannot grow the server without limit.
+  if (delayed.size() >= kMaxDelayedPulls)
+    return reject(identity, m, str_cat("[ps] worker ", m.worker, " ", msg_type_name(m.type), " '", m.table, "': ",
+                                       kMaxDelayedPulls, " requests are already waiting for slower workers"));
+  delayed.push_back({identity, std::move(m), SteadyClock::now()});
+}
+
 void Server::Impl::retry_delayed() {
-  // Answer in arrival order; a pull that must still wait keeps its place.
+  // Answer in arrival order; a request that must still wait keeps its place.
   std::vector<Delayed> still;
   for (Delayed& d : delayed) {
-    if (may_read(tables.at(d.request.table), d.request.clock)) {
+    if (!may_answer(d.request)) {
+      still.push_back(std::move(d));
+    } else if (d.request.type == MsgType::barrier) {
+      send(d.identity, Message{.type = MsgType::reply, .request = d.request.request, .value = slowest_clock()});
+    } else {
       const auto waited = std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - d.since);
       stats.pull_wait_us[d.request.worker] += uint64_t(waited.count());
       answer_pull(d.identity, d.request);
-    } else still.push_back(std::move(d));
+    }
   }
   delayed = std::move(still);
 }

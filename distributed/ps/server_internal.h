@@ -102,14 +102,16 @@ struct Server::Impl {
       log(str_cat(where(), " could not send ", msg_type_name(m.type), " to ", peer_name(identity), ": ", e.what()));
     }
   }
-  void send_error(const std::string& identity, const Message& req, const std::string& why) {
-    Message m{.type = MsgType::error, .request = req.request, .text = why.substr(0, kMaxText)};
+  void send_error(const std::string& identity, const Message& req, const std::string& why,
+                  ErrorCode code = ErrorCode::other) {
+    Message m{.type = MsgType::error, .request = req.request, .value = int64_t(code), .text = why.substr(0, kMaxText)};
     send(identity, m);
   }
-  void reject(const std::string& identity, const Message& req, const std::string& why) {
+  void reject(const std::string& identity, const Message& req, const std::string& why,
+              ErrorCode code = ErrorCode::other) {
     stats.rejected++;
     log(str_cat(where(), " rejected a message from ", peer_name(identity), ": ", why));
-    send_error(identity, req, why);
+    send_error(identity, req, why, code);
   }
 
   std::string table_names() const {
@@ -137,6 +139,11 @@ struct Server::Impl {
     if (t.sync.kind == Sync::Kind::asp) return true;
     return slowest_clock() >= clock - t.sync.staleness;
   }
+  // Whether a delayed pull or barrier may be answered now.
+  bool may_answer(const Message& m) const {
+    return m.type == MsgType::barrier ? slowest_clock() >= m.clock : may_read(tables.at(m.table), m.clock);
+  }
+  void delay(const std::string& identity, Message m);
 
   void loop();
   void handle(std::vector<zmq::message_t>& frames);

@@ -124,6 +124,7 @@ void check_rules(MsgType type, const std::string& table, const std::string& text
       if (clock < 1) bad("clock message with clock ", clock, " (a worker's first clock() moves it to 1)");
       break;
     case MsgType::ping:
+    case MsgType::barrier:
       need_payloads(0, 0);
       break;
     case MsgType::reply:
@@ -163,6 +164,7 @@ std::string_view msg_type_name(MsgType t) {
     case MsgType::ping: return "ping";
     case MsgType::reply: return "reply";
     case MsgType::error: return "error";
+    case MsgType::barrier: return "barrier";
   }
   return "unknown";
 }

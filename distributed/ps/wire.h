@@ -23,7 +23,7 @@ namespace ndflow::ps {
 // Changing the layout below means bumping kWireVersion: a peer of another
 // version is refused with a message naming both versions.
 inline constexpr uint32_t kWireMagic = 0x5350444e;  // "NDPS" in memory on little-endian hosts
-inline constexpr uint16_t kWireVersion = 1;
+inline constexpr uint16_t kWireVersion = 2;
 inline constexpr size_t kMaxTableName = 128;
 inline constexpr size_t kMaxText = 1024;           // secrets and error messages
 inline constexpr size_t kMaxDims = 8;
@@ -40,9 +40,18 @@ enum class MsgType : uint8_t {
   clock,       // the worker finished clock `clock - 1` and is now at `clock`
   ping,        // liveness probe: the server answers at once
   reply,       // server -> worker: success, maybe one tensor; `value` = slowest clock
-  error,       // server -> worker: text says what was wrong
+  error,       // server -> worker: text says what was wrong; `value` an ErrorCode
+  barrier,     // answered once every live worker's clock is >= `clock`
 };
-inline constexpr int kNumMsgTypes = 9;
+inline constexpr int kNumMsgTypes = 10;
+
+// What an error reply's `value` says beyond its text, for the client to act on.
+enum class ErrorCode : int64_t {
+  other = 0,
+  // The connection has no session: the server does not know this worker's
+  // handshake (it was restarted). The client handshakes again and resends.
+  no_session = 1,
+};
 NDF_EXPORT std::string_view msg_type_name(MsgType t);
 
 struct Message {

@@ -7,6 +7,7 @@
 #include "bindings.h"
 #include "distributed/ps/client.h"
 #include "distributed/ps/server.h"
+#include "distributed/ps/worker.h"
 
 namespace ndflow::python {
 
@@ -89,9 +90,64 @@ void bind_ps(py::module_& root) {
       .def("pull", &ps::Client::pull, py::arg("table"), nogil())
       .def("pull_rows", &ps::Client::pull_rows, py::arg("table"), py::arg("ids"), nogil())
       .def("clock", &ps::Client::clock, nogil())
+      .def("barrier", [](ps::Client& c) { c.barrier().wait(); }, nogil(),
+           "waits until every live worker's clock reaches this one's")
+      .def_property_readonly("rehandshakes", &ps::Client::rehandshakes)
       .def("ping", &ps::Client::ping, nogil(), "a heartbeat; returns the server's slowest live clock")
       .def_property_readonly("current_clock", &ps::Client::current_clock)
       .def_property_readonly("address", &ps::Client::address);
+
+  py::class_<ps::Pending>(m, "Pending")
+      .def("wait", &ps::Pending::wait, nogil(), "the pulled tensor (None for a push), once every server answered")
+      .def("ready", &ps::Pending::ready)
+      .def_property_readonly("slowest_clock", &ps::Pending::slowest_clock);
+
+  py::class_<ps::LayoutPlanner>(m, "LayoutPlanner")
+      .def(py::init<uint32_t, int64_t>(), py::arg("num_servers"), py::arg("split_bytes"))
+      .def("place", [](ps::LayoutPlanner& p, const std::string& name, const Shape& shape) {
+             std::vector<std::tuple<uint32_t, int64_t, int64_t>> shards;
+             for (const ps::Shard& s : p.place(name, shape).shards) shards.emplace_back(s.server, s.begin, s.end);
+             return shards;
+           },
+           py::arg("name"), py::arg("shape"), "[(server, first row, end row)] of the table's shards")
+      .def_property_readonly("bytes_per_server", &ps::LayoutPlanner::bytes_per_server);
+
+  py::class_<ps::Worker>(m, "Worker")
+      .def(py::init([](const std::vector<std::string>& servers, const std::string& secret, uint32_t worker,
+                       uint64_t incarnation, double timeout_s, bool cache, int64_t cache_rows) {
+             ps::WorkerOptions o{.servers = servers, .secret = secret, .worker = worker, .incarnation = incarnation,
+                                 .timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000)),
+                                 .cache = cache, .cache_rows = cache_rows};
+             py::gil_scoped_release release;
+             return std::make_unique<ps::Worker>(o);
+           }),
+           py::arg("servers"), py::arg("secret"), py::arg("worker"), py::arg("incarnation") = 1,
+           py::arg("timeout") = 10.0, py::arg("cache") = true, py::arg("cache_rows") = int64_t(1) << 20)
+      .def("add_table", [](ps::Worker& w, const std::string& name, const Shape& shape,
+                           const std::vector<std::tuple<uint32_t, int64_t, int64_t>>& shards, const std::string& sync,
+                           const std::string& rule) {
+             ps::WorkerTable t{.layout = {name, shape, {}}, .sync = parse_sync(sync), .rule = parse_rule(rule)};
+             for (const auto& [server, begin, end] : shards) t.layout.shards.push_back({server, begin, end});
+             w.add_table(std::move(t));
+           },
+           py::arg("name"), py::arg("shape"), py::arg("shards"), py::arg("sync") = "bsp", py::arg("rule") = "accumulate")
+      .def("push", &ps::Worker::push, py::arg("table"), py::arg("value"), nogil())
+      .def("push_rows", &ps::Worker::push_rows, py::arg("table"), py::arg("ids"), py::arg("rows"), nogil())
+      .def("pull", &ps::Worker::pull, py::arg("table"), nogil())
+      .def("pull_rows", &ps::Worker::pull_rows, py::arg("table"), py::arg("ids"), nogil())
+      .def("clock", &ps::Worker::clock, nogil())
+      .def("barrier", &ps::Worker::barrier, nogil())
+      .def_property_readonly("current_clock", &ps::Worker::current_clock)
+      .def_property_readonly("reconnects", &ps::Worker::reconnects)
+      .def("cache_stats", [](const ps::Worker& w) {
+        const ps::CacheStats c = w.cache_stats();
+        py::dict d;
+        d["hits"] = c.hits;
+        d["misses"] = c.misses;
+        d["row_hits"] = c.row_hits;
+        d["row_misses"] = c.row_misses;
+        return d;
+      });
 
   py::class_<ps::Server>(m, "Server")
       .def(py::init([](const std::string& secret, uint32_t num_workers, const std::string& address,

@@ -32,7 +32,7 @@ JOB = textwrap.dedent("""
     if ps.is_server():
         ps.serve()
         for name in tables:
-            if ps._job().tables[name] == ps.rank():
+            if ps.layout(name)[0][0] == ps.rank():
                 print("FINAL", name, float(ps._job().server.value(name).sum()), flush=True)
         raise SystemExit(0)
     w, inc = ps.rank(), ps._job().incarnation
@@ -160,33 +160,34 @@ SERVER_JOB = textwrap.dedent("""
         print("PUSHED a", (w + 1) * (c + 1), "incarnation", inc, "clock", c, flush=True)
         ps.clock()
         time.sleep(0.05)
-    print("DONE", flush=True)
+    print("DONE reconnects", ps._job().worker.reconnects, flush=True)
 """)
 
 
-def test_killed_server_restarts_from_its_checkpoint_and_the_job_finishes(tmp_path):
+def test_killed_server_restarts_from_its_checkpoint_and_the_workers_go_on(tmp_path):
     steps, every = 30, 2
     out, err, log = launch(tmp_path, ("bsp", steps, 0.8), 1, job=SERVER_JOB, workers=2,
-                           env_extra={"NDFLOW_PS_CHECKPOINT_EVERY": str(every), "NDFLOW_PS_TIMEOUT": "2"})
+                           env_extra={"NDFLOW_PS_CHECKPOINT_EVERY": str(every), "NDFLOW_PS_TIMEOUT": "5"})
     assert re.search(r"server 0: exited with signal SIGKILL \(pid \d+, incarnation 0\)", log), log
     assert re.search(r"server 0: started, pid \d+, incarnation 1", log), log
     restored = re.search(r"restored 1 table\(s\) and the clock table from (\S+) \(slowest clock (\d+)\)", err)
     assert restored, err
     assert restored.group(1) == str(tmp_path / "logs" / "server-0.ndf")
     slowest = int(restored.group(2))
-    assert out.count("] DONE") == 2, out
-    # Lost: at most one checkpoint interval (plus the clock in progress).
-    before = [int(c) for c in re.findall(r"PUSHED a \d+ incarnation 0 clock (\d+)$", out, re.M)]
-    assert before and max(before) - slowest <= every, (max(before), slowest)
-    # Each worker rejoined at its clock in the checkpoint (the slowest, or one more) and did every later step.
-    rejoined = {int(w): int(c) for w, c in re.findall(r"^\[worker (\d)\] START incarnation [1-9] clock (\d+)$",
-                                                        out, re.M)}
-    assert sorted(rejoined) == [0, 1], out
-    assert all(slowest <= c <= slowest + 1 for c in rejoined.values()), (rejoined, slowest)
-    # Nothing lost and nothing doubled but what the checkpoint held of each worker's unfinished clock.
+    # The workers were not restarted: they handshook with the new server and finished their steps.
+    assert restarts(log) == ["server 0"], log
+    assert re.findall(r"^\[worker \d\] START incarnation (\d+)", out, re.M) == ["0", "0"], out
+    assert sorted(re.findall(r"^\[worker (\d)\] DONE reconnects [1-9]", out, re.M)) == ["0", "1"], out
+    clocks = [int(c) for c in re.findall(r"PUSHED a \d+ incarnation 0 clock (\d+)$", out, re.M)]
+    assert sorted(clocks) == sorted(2 * list(range(steps))), out
+    # Lost: at most one checkpoint interval. The checkpoint holds every push
+    # of the clocks < slowest (BSP had them all), and the server would have
+    # written another before the slowest reached slowest + every, so only
+    # pushes of clocks [slowest, slowest + every) can be missing; none counts twice.
     closed = sum(w + 1 for w in range(2)) * sum(c + 1 for c in range(steps))
+    lost_at_most = sum((w + 1) * (c + 1) for w in range(2) for c in range(slowest, slowest + every))
     final = float(re.search(r"^\[server 0\] FINAL a ([0-9.]+)$", out, re.M).group(1)) / 3
-    assert closed <= final <= closed + sum((w + 1) * (c + 1) for w, c in rejoined.items()), (final, closed)
+    assert closed - lost_at_most <= final <= closed, (final, closed, lost_at_most)
 
 
 TRAIN = textwrap.dedent("""

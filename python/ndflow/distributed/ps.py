@@ -3,8 +3,9 @@
 Started by ``tools/ndflow-launch --servers S --workers W -- python train.py``,
 every process runs the same script; ``init()`` reads its role, rank, the
 server addresses and the job's secret from the environment the launcher set
-(``NDFLOW_PS_*``). Each parameter becomes a table on one server (tables are
-spread over the servers in registration order). Servers hold the values and
+(``NDFLOW_PS_*``). Each parameter becomes a table: a large one is split by
+rows into one key range per server, a small one lives whole on one server
+(see register()). Servers hold the values and
 apply what workers push; workers pull values, compute, push, and end each
 step with ``clock()``. Reads obey the table's consistency model: ``"bsp"``,
 ``"asp"`` or ``"ssp:N"`` (a worker at clock c sees every update from clocks
@@ -39,9 +40,15 @@ every step:
 Servers checkpoint their tables, held-back updates and clock table to
 ``$NDFLOW_PS_JOB_DIR/server-<rank>.ndf`` every NDFLOW_PS_CHECKPOINT_EVERY
 clocks (0: only when stopped; unset: never); a restarted server restores from
-it. Its workers' connections are then refused (the new server does not know
-them): they fail, the launcher restarts them, and they rejoin at the clocks of
-the checkpoint.
+it. The workers notice (the new server does not know their connections),
+handshake again at their own clocks, resend what was unanswered, and go on:
+what they pushed to it since its checkpoint is lost, at most one interval.
+A server that stays down makes every worker fail within NDFLOW_PS_TIMEOUT
+with an error naming it.
+
+Reads may be served by the worker's cache (NDFLOW_PS_CACHE=0 turns it off):
+under SSP(s) a value fetched when the slowest worker was at clock k answers
+reads at clocks up to k + s, with this worker's own pushes applied since.
 
 Started without the launcher, ``init()`` makes a world of one worker with an
 in-process server, so the same script runs unchanged.
@@ -91,9 +98,12 @@ class _Job:
         if self.checkpoint_every is not None and self.checkpoint_every < 0:
             raise ValueError(f"NDFLOW_PS_CHECKPOINT_EVERY={every}: give a number of clocks >= 0 (0: only on stop)")
         self.job_dir = env.get("NDFLOW_PS_JOB_DIR")
+        self.split_bytes = int(env.get("NDFLOW_PS_SPLIT_BYTES", str(1 << 20)))
+        self.cache = env.get("NDFLOW_PS_CACHE", "1") not in ("0", "false", "no")
         self.server = None        # this process's Server (server role, or the local world of one)
-        self.clients = []         # per server (worker role)
-        self.tables = {}          # name -> server index
+        self.worker = None        # this process's _ps.Worker (worker role)
+        self.planner = None       # the LayoutPlanner every process runs alike
+        self.tables = {}          # name -> [(server, first row, end row)]
         self.local = False
 
 
@@ -132,11 +142,15 @@ def num_workers():
     return _job().num_workers
 
 
-def register(module_or_tensors, sync="bsp", rule="accumulate", lr=0.01, **hyper):
+def register(module_or_tensors, sync="bsp", rule="accumulate", lr=0.01, split_bytes=None, **hyper):
     """Puts parameters on the servers: a module's named parameters, or a dict
     {name: tensor}. Every process calls it with the same parameters (same
-    seed): a server keeps the tables it owns, initialized from its copy; a
-    worker connects to every server. Returns the table names.
+    seed) in the same order: a server keeps the shards it owns, initialized
+    from its copy; a worker connects to every server. Returns the table names.
+
+    Layout: a table of at least split_bytes (default NDFLOW_PS_SPLIT_BYTES,
+    1 MiB) is split by rows (axis 0) into one key range per server; a
+    smaller one lives whole on the server holding the fewest bytes so far.
 
     rule: "accumulate" (table += pushed: the worker runs its optimizer and
     pushes deltas) or a server-side optimizer that takes the pushed tensors as
@@ -149,11 +163,14 @@ def register(module_or_tensors, sync="bsp", rule="accumulate", lr=0.01, **hyper)
              else dict(module_or_tensors))
     if not named:
         raise ValueError("ps.register: no parameters to put on the servers")
-    first = len(job.tables)
-    for i, name in enumerate(named):
+    for name in named:
         if name in job.tables:
             raise ValueError(f"ps.register: table {name!r} is registered twice")
-        job.tables[name] = (first + i) % (1 if job.local else len(job.servers))
+    if job.planner is None:
+        job.planner = _ps.LayoutPlanner(1 if job.local else len(job.servers),
+                                        job.split_bytes if split_bytes is None else int(split_bytes))
+    for name, t in named.items():
+        job.tables[name] = job.planner.place(name, list(t.shape))
     if job.local or job.role == "server":
         if job.server is None:
             address = "tcp://127.0.0.1:0" if job.local else job.servers[job.rank]
@@ -169,15 +186,20 @@ def register(module_or_tensors, sync="bsp", rule="accumulate", lr=0.01, **hyper)
         mine = 0 if job.local else job.rank
         with no_grad():
             for name, t in named.items():
-                if job.tables[name] == mine:
-                    job.server.add_table(name, t.detach().contiguous().clone(), rule, lr, sync, hyper)
+                for server, begin, end in job.tables[name]:
+                    if server == mine:
+                        part = t.detach() if t.dim() == 0 or len(job.tables[name]) == 1 else t.detach()[begin:end]
+                        job.server.add_table(name, part.contiguous().clone(), rule, lr, sync, hyper)
     if job.local:
         job.server.start()
         job.servers = [job.server.endpoint]
-    if job.role == "worker" and not job.clients:
-        job.clients = [_ps.Client(a, job.secret, job.rank, job.incarnation + 1, job.timeout) for a in job.servers]
-        if not job.local:
-            _start_heartbeat(job)
+    if job.role == "worker":
+        if job.worker is None:
+            job.worker = _ps.Worker(job.servers, job.secret, job.rank, job.incarnation + 1, job.timeout, job.cache)
+            if not job.local:
+                _start_heartbeat(job)
+        for name, t in named.items():
+            job.worker.add_table(name, list(t.shape), job.tables[name], sync, rule)
     return list(named)
 
 
@@ -225,51 +247,72 @@ def serve():
     job.server.stop()
 
 
-def _client(name):
+def _worker():
     job = _job()
     if job.role != "worker":
-        raise RuntimeError("push/pull/clock are for workers")
-    if name not in job.tables:
-        raise KeyError(f"table {name!r} is not registered (tables: {sorted(job.tables)})")
-    return job.clients[job.tables[name]]
+        raise RuntimeError("push/pull/clock/barrier are for workers; servers call ps.serve()")
+    if job.worker is None:
+        raise RuntimeError("register the parameters first (ps.register(model))")
+    return job.worker
 
 
 def push(name, value):
-    """Sends `value` to table `name`; returns a handle (handle.wait()). Leave
-    `value` unmodified until then: it is sent without a copy."""
-    return _client(name).push(name, value.detach().contiguous())
+    """Sends `value` to table `name` (to each server its rows, for a split
+    table); returns a handle (handle.wait()). Leave `value` unmodified until
+    then: it is sent without a copy."""
+    return _worker().push(name, value.detach().contiguous())
 
 
 def pull(name):
-    """The table's value once its consistency model allows; returns a handle."""
-    return _client(name).pull(name)
+    """The table's value once its consistency model allows; returns a handle.
+    A read the consistency model allows from the worker's cache does not
+    reach the servers (see cache_stats())."""
+    return _worker().pull(name)
 
 
 def push_rows(name, ids, rows):
     """Sends updates of some rows of table `name`: ids (i64 [k]) and rows
     ([k, *row_shape]); returns a handle."""
-    return _client(name).push_rows(name, ids.contiguous(), rows.detach().contiguous())
+    return _worker().push_rows(name, ids.contiguous(), rows.detach().contiguous())
 
 
 def pull_rows(name, ids):
     """Rows `ids` (i64 [k]) of table `name` once the consistency model
     allows; returns a handle."""
-    return _client(name).pull_rows(name, ids.contiguous())
+    return _worker().pull_rows(name, ids.contiguous())
 
 
 def clock():
     """Ends this worker's step on every server."""
-    for c in _job().clients:
-        c.clock()
+    _worker().clock()
+
+
+def barrier():
+    """Ends this worker's step (clock()) and waits until every live worker
+    has reached it: after a barrier, a pull sees every update pushed before
+    it, under any consistency model."""
+    _worker().barrier()
 
 
 def current_clock():
-    """This worker's clock on the first server: the steps it has finished, or
-    for a restarted worker, the clock it rejoined at (where to continue)."""
+    """This worker's clock: the steps it has finished, or for a restarted
+    worker, the clock it rejoined at (where to continue)."""
+    return _worker().current_clock
+
+
+def cache_stats():
+    """The worker cache's hits and misses: {"hits", "misses"} for whole-table
+    pulls, {"row_hits", "row_misses"} for rows."""
+    return _worker().cache_stats()
+
+
+def layout(name):
+    """Where table `name` lives: [(server, first row, end row)], one entry
+    per shard (a whole table is one shard)."""
     job = _job()
-    if job.role != "worker" or not job.clients:
-        raise RuntimeError("current_clock() is for workers, after ps.register()")
-    return job.clients[0].current_clock
+    if name not in job.tables:
+        raise KeyError(f"table {name!r} is not registered (tables: {sorted(job.tables)})")
+    return list(job.tables[name])
 
 
 class PSTrainer:
@@ -298,7 +341,7 @@ class PSTrainer:
     def pull(self):
         handles = {n: pull(n) for n in self.named}  # all in flight at once
         stale = 0
-        clock_now = _job().clients[0].current_clock
+        clock_now = current_clock()
         with no_grad():
             for n, h in handles.items():
                 value = h.wait()
