@@ -370,6 +370,12 @@ void Worker::barrier() {
   std::vector<Handle> done;
   for (auto& c : s_->clients) done.push_back(c->barrier());
   for (Handle& h : done) h.wait();
+  // A barrier promises reads that see every update pushed before it, which
+  // a cached value fetched within the staleness bound need not contain.
+  for (auto& [name, e] : s_->tables) {
+    e.cached = Tensor();
+    e.rows.clear();
+  }
 }
 
 int64_t Worker::current_clock() const { return s_->clock(); }

@@ -132,7 +132,8 @@ class NDF_EXPORT Worker {
   Pending pull_rows(const std::string& table, const Tensor& ids);
   // Ends this worker's clock on every server (in parallel); waits for them.
   void clock();
-  // clock(), then waits until every live worker has reached this clock.
+  // clock(), then waits until every live worker has reached this clock;
+  // the cache is emptied, so later pulls see every update pushed before.
   void barrier();
   int64_t current_clock() const;
   CacheStats cache_stats() const;

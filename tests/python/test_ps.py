@@ -25,21 +25,45 @@ EXACT = textwrap.dedent("""
     import ndflow as nd
     import ndflow.distributed.ps as ps
     ps.init()
-    tables = {"a": nd.zeros((3,)), "b": nd.zeros((2, 2))}    # on server 0 and server 1
-    ps.register(tables, sync=sys.argv[1])
+    tables = {"a": nd.zeros((3,)), "b": nd.zeros((2, 2)), "e": nd.zeros((6, 2))}
+    ps.register(tables, sync=sys.argv[1], split_bytes=int(sys.argv[2]))
     if ps.is_server():
         ps.serve()
         for name in tables:
-            if name in ("a", "b")[ps.rank()::2]:
-                print("FINAL", name, float(ps._job().server.value(name).sum()), flush=True)
+            for server, begin, end in ps.layout(name):
+                if server == ps.rank():
+                    rows = ps._job().server.value(name).numpy().reshape(end - begin, -1)
+                    for r in range(end - begin):
+                        print("FINAL", name, begin + r, float(rows[r].sum()), flush=True)
         raise SystemExit(0)
     w = ps.rank()
     for c in range(10):
         for name, t in tables.items():
             ps.pull(name).wait()
             ps.push(name, nd.full(t.shape, float((w + 1) * (c + 1)))).wait()
+        ids = nd.tensor(np.array([w % 6, (w + c) % 6], dtype=np.int64))
+        ps.pull_rows("e", ids).wait()
+        ps.push_rows("e", ids, nd.full((2, 2), float((w + 1) * (c + 1)))).wait()
         ps.clock()
+    ps.barrier()                    # every worker's pushes are in: each worker sees the closed form
+    got = {name: ps.pull(name).wait().numpy() for name in tables}
+    print("SEEN", " ".join(f"{n}={float(v.sum())}" for n, v in got.items()),
+          "layout", [len(ps.layout(n)) for n in tables], flush=True)
 """)
+
+
+def exact_rows():
+    """Per (table, row): the closed-form sum of EXACT's pushes over the row's elements."""
+    per_element = sum(w + 1 for w in range(4)) * sum(c + 1 for c in range(10))  # 550
+    want = {("a", r): per_element for r in range(3)}
+    want.update({("b", r): 2 * per_element for r in range(2)})
+    want.update({("e", r): 2 * per_element for r in range(6)})
+    for w in range(4):
+        for c in range(10):
+            for r in (w % 6, (w + c) % 6):
+                want["e", r] += 2 * (w + 1) * (c + 1)
+    return want
+
 
 TRAIN = textwrap.dedent("""
     import numpy as np
@@ -89,12 +113,23 @@ def launch(tmp_path, body, *args, workers=4, servers=2):
     return r.stdout
 
 
-@pytest.mark.parametrize("sync", ["bsp", "ssp:2", "asp"])
-def test_integer_updates_sum_exactly(tmp_path, sync):
-    out = launch(tmp_path, EXACT, sync)
-    finals = dict(re.findall(r"FINAL (\w) ([0-9.]+)", out))
-    per_element = sum(w + 1 for w in range(4)) * sum(c + 1 for c in range(10))  # 550
-    assert finals == {"a": str(float(3 * per_element)), "b": str(float(4 * per_element))}, out
+@pytest.mark.parametrize("sync,split", [("bsp", 1 << 20), ("ssp:2", 1 << 20), ("asp", 1 << 20),
+                                        ("bsp", 0), ("ssp:2", 0), ("asp", 0)],
+                         ids=["bsp", "ssp2", "asp", "bsp-split", "ssp2-split", "asp-split"])
+def test_integer_updates_sum_exactly(tmp_path, sync, split):
+    """split=0: every table is cut into one row range per server (a: rows
+    [0, 1) and [1, 3), ...); the shards' sums still add up exactly."""
+    out = launch(tmp_path, EXACT, sync, split)
+    want = exact_rows()
+    finals = {(n, int(r)): float(v) for n, r, v in re.findall(r"FINAL (\w) (\d+) ([0-9.]+)", out)}
+    assert finals == {k: float(v) for k, v in want.items()}, out
+    totals = {n: sum(v for (t, _), v in want.items() if t == n) for n in "abe"}
+    seen = re.findall(r"SEEN a=([0-9.]+) b=([0-9.]+) e=([0-9.]+) layout \[(\d), (\d), (\d)\]", out)
+    assert len(seen) == 4, out
+    shards = "2" if split == 0 else "1"
+    for a, b, e, *layout in seen:
+        assert (float(a), float(b), float(e)) == (totals["a"], totals["b"], totals["e"]), out
+        assert layout == [shards] * 3, out
 
 
 def synchronous_reference():
