@@ -75,12 +75,16 @@ struct WorkerState {
     if (e == tables.end()) {
       std::string names;
       for (const auto& [n, _] : tables) names += (names.empty() ? "'" : ", '") + n + "'";
-      fail<NotFoundError>("[ps.worker ", opt.worker, "] no table '", name, "' (tables: ",
+      fail<NotFoundError>("[ps.worker ", opt.worker, "] table '", name, "' is not registered (tables: ",
                           names.empty() ? "none" : names, ")");
     }
     return e->second;
   }
   int64_t clock() const { return clients[0]->current_clock(); }
+  void observed(int64_t reader_clock, int64_t slowest) {
+    const int64_t bins = ServerStats::kStalenessBins;
+    stats.staleness[size_t(std::clamp<int64_t>(reader_clock - slowest, 0, bins - 1))]++;
+  }
 
   bool cacheable(const Entry& e) const { return opt.cache && e.t.sync.kind != Sync::Kind::asp; }
   bool fresh_enough(const Entry& e, int64_t slowest) const { return slowest >= clock() - e.t.sync.staleness; }
@@ -254,6 +258,7 @@ Pending Worker::pull(const std::string& table) {
   if (s.cacheable(e)) {
     if (e.cached.defined() && s.fresh_enough(e, e.cached_slowest)) {
       s.stats.hits++;
+      s.observed(s.clock(), e.cached_slowest);
       EagerScope eager;
       p.result_ = e.cached.clone();  // the caller's to change
       p.slowest_ = e.cached_slowest;
@@ -264,8 +269,9 @@ Pending Worker::pull(const std::string& table) {
   }
   for (const Shard& sh : e.t.layout.shards) p.parts_.push_back(s.clients[sh.server]->pull(table));
   p.slowest_ = INT64_MAX;
-  p.finish_ = [st = s_, table, gen = e.pushes](std::vector<Tensor>& parts, int64_t slowest) {
+  p.finish_ = [st = s_, table, gen = e.pushes, at = s.clock()](std::vector<Tensor>& parts, int64_t slowest) {
     Entry& e = st->tables.at(table);
+    st->observed(at, slowest);
     Tensor full = st->join(e, parts);
     if (st->cacheable(e) && e.pushes == gen && (!e.cached.defined() || slowest >= e.cached_slowest)) {
       EagerScope eager;

@@ -15,6 +15,7 @@
 // workers agree without talking.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -84,6 +85,10 @@ struct WorkerOptions {
 struct CacheStats {
   uint64_t hits = 0, misses = 0;          // whole-table pulls
   uint64_t row_hits = 0, row_misses = 0;  // rows of pull_rows
+  // Every whole-table read this worker was given, cached or not, per
+  // staleness (its clock minus the slowest clock the value reflects), as
+  // ServerStats::staleness bins them; the servers see only the misses.
+  std::array<uint64_t, ServerStats::kStalenessBins> staleness{};
 };
 
 // A push or pull in flight, possibly to several servers.

@@ -146,6 +146,7 @@ void bind_ps(py::module_& root) {
         d["misses"] = c.misses;
         d["row_hits"] = c.row_hits;
         d["row_misses"] = c.row_misses;
+        d["staleness"] = std::vector<uint64_t>(c.staleness.begin(), c.staleness.end());
         return d;
       });
 

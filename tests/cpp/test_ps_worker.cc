@@ -138,6 +138,10 @@ TEST_CASE("ps worker cache: SSP reads come from the cache while within s clocks,
     CHECK(values(fresh.wait()) == std::vector<float>(3, 11.f));
     CHECK(fresh.slowest_clock() == 1);
     CHECK(A->cache_stats().misses == 2);
+    // Every read counted by staleness, the cached ones included: 0, 0, 0, 2, then 3 - 1.
+    const auto& hist = A->cache_stats().staleness;
+    CHECK(hist[0] == 3);
+    CHECK(hist[2] == 2);
     // A barrier empties the cache: every earlier push is seen.
     B->push("w", filled({3}, 100.f)).wait();
     std::thread other([&] {
@@ -248,4 +252,44 @@ TEST_CASE("ps worker: barrier returns once every live worker has reached the clo
   CHECK(std::chrono::steady_clock::now() - t0 >= 150ms);
   CHECK(A.current_clock() == 1);
   slow.join();
+}
+
+// Three workers, worker 0 slow, each pushing a value computed from what it
+// pulled: the reads, per worker and clock, are the trajectory.
+static std::vector<std::vector<float>> trajectory(Sync sync) {
+  constexpr int W = 3, C = 8;
+  auto server = make_server(W, {{.name = "x", .initial = filled({2}, 1.f), .sync = sync}});
+  std::vector<std::vector<float>> reads(W);
+  std::vector<std::thread> threads;
+  Failures failures;
+  for (int w = 0; w < W; ++w) {
+    threads.emplace_back([&, w] {
+      try {
+        Worker worker({.servers = {server->endpoint()}, .secret = kSecret, .worker = uint32_t(w)});
+        worker.add_table({LayoutPlanner(1, 0).place("x", {2}), sync});
+        for (int c = 0; c < C; ++c) {
+          std::vector<float> v = values(worker.pull("x").wait());
+          reads[w].insert(reads[w].end(), v.begin(), v.end());
+          if (w == 0) std::this_thread::sleep_for(10ms);
+          Tensor step = Tensor::empty({2}, DType::f32);
+          step.data<float>()[0] = 0.5f * v[1] + float(w + 1);
+          step.data<float>()[1] = 0.25f * v[0] - float(c);
+          worker.push("x", step).wait();
+          worker.clock();
+        }
+      } catch (const std::exception& e) {
+        failures.add(e.what());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  REQUIRE(failures.text() == "");
+  return reads;
+}
+
+TEST_CASE("ps: SSP(0) takes the same trajectory as BSP, whatever the timing", "[ps]") {
+  const auto bsp = trajectory(Sync::bsp());
+  CHECK(trajectory(Sync::ssp(0)) == bsp);
+  CHECK(trajectory(Sync::bsp()) == bsp);  // and BSP itself is deterministic
+  CHECK(trajectory(Sync::ssp(2)) != bsp);  // while SSP(2) lets fast workers read ahead
 }

@@ -256,3 +256,21 @@ def test_server_side_momentum_under_bsp_equals_synchronous_training(tmp_path):
     launch(tmp_path, body, tmp_path / "ps.npy")
     ps_params = np.load(tmp_path / "ps.npy")
     np.testing.assert_allclose(ps_params, synchronous_reference(), rtol=1e-4, atol=1e-5)
+
+
+def test_a_server_that_dies_and_stays_down_fails_the_worker_within_the_timeout_naming_it():
+    import time
+    from ndflow import _C
+    server = _C._ps.Server("s3cret", 1)
+    server.add_table("w", nd.zeros((4,)))
+    server.start()
+    address = server.endpoint
+    worker = _C._ps.Worker([address], "s3cret", 0, 1, 0.5)
+    worker.add_table("w", [4], [(0, 0, 4)], "bsp", "accumulate")
+    worker.push("w", nd.ones((4,))).wait()
+    worker.clock()
+    server.stop()
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError, match=re.escape(address)):
+        worker.pull("w").wait()
+    assert 0.4 < time.monotonic() - t0 < 3.0

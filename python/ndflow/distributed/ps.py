@@ -302,7 +302,9 @@ def current_clock():
 
 def cache_stats():
     """The worker cache's hits and misses: {"hits", "misses"} for whole-table
-    pulls, {"row_hits", "row_misses"} for rows."""
+    pulls, {"row_hits", "row_misses"} for rows, and "staleness": the
+    whole-table reads this worker got per staleness 0..15 ([16]: 16 or more),
+    cached or not (the servers' stats count only what reached them)."""
     return _worker().cache_stats()
 
 
