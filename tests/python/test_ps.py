@@ -274,3 +274,17 @@ def test_a_server_that_dies_and_stays_down_fails_the_worker_within_the_timeout_n
     with pytest.raises(TimeoutError, match=re.escape(address)):
         worker.pull("w").wait()
     assert 0.4 < time.monotonic() - t0 < 3.0
+
+
+def test_sparse_embedding_example_trains_with_the_table_split_over_two_servers(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NDFLOW_PS_")}
+    env["PYTHONPATH"] = str(ROOT / "python")
+    cmd = [str(LAUNCH), "--servers", "2", "--workers", "4", "--max-restarts", "0", "--",
+           sys.executable, str(ROOT / "examples" / "sparse_embedding.py"), "--sync", "ssp:2", "--steps", "200"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "embedding rows per server: server 0: [0, 25000), server 1: [25000, 50000)" in r.stdout, r.stdout
+    acc = float(re.search(r"test accuracy ([0-9.]+)%", r.stdout).group(1))
+    assert acc >= 95.0, r.stdout
+    hits = re.search(r"worker cache: ([0-9,]+) of ([0-9,]+) rows", r.stdout)
+    assert hits and int(hits.group(1).replace(",", "")) > 0, r.stdout
