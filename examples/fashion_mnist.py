@@ -279,7 +279,9 @@ def main(argv=None):
         loader = nd.data.DataLoader(train_set, batch_size=args.batch_size, shuffle=True, seed=args.seed)
 
     def test_accuracy():
-        if args.ps:  # each worker scores the whole test set with the parameters it holds
+        if args.ps:  # every worker scores the whole test set with the servers' parameters, all updates in
+            ps.barrier()
+            trainer.pull()
             return accuracy(model, predict, x_test, y_test)
         if world == 1:
             return accuracy(model, predict, x_test, y_test)

@@ -288,3 +288,18 @@ def test_sparse_embedding_example_trains_with_the_table_split_over_two_servers(t
     assert acc >= 95.0, r.stdout
     hits = re.search(r"worker cache: ([0-9,]+) of ([0-9,]+) rows", r.stdout)
     assert hits and int(hits.group(1).replace(",", "")) > 0, r.stdout
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="needs dataset-fashion-mnist")
+@pytest.mark.parametrize("mode", ["graph", "eager"])
+def test_fashion_mnist_example_trains_through_the_parameter_server(tmp_path, mode):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NDFLOW_PS_")}
+    env["PYTHONPATH"] = str(ROOT / "python")
+    cmd = [str(LAUNCH), "--servers", "2", "--workers", "2", "--max-restarts", "0", "--",
+           sys.executable, str(ROOT / "examples" / "fashion_mnist.py"), "--ps", "ssp:2", "--mode", mode,
+           "--epochs", "2", "--limit", "12000", "--skip-export", "--no-progress", "--out-dir", str(tmp_path)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "parameter server ssp:2" in r.stdout, r.stdout
+    acc = float(re.search(r"\[worker 0\] trained in [0-9.]+ s; final test accuracy ([0-9.]+)%", r.stdout).group(1))
+    assert acc > 70.0, r.stdout
