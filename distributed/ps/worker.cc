@@ -163,8 +163,16 @@ Worker::Worker(WorkerOptions options) : s_(std::make_shared<WorkerState>()) {
                                                                  .worker = s_->opt.worker,
                                                                  .incarnation = s_->opt.incarnation,
                                                                  .timeout = s_->opt.timeout}));
-  // A rejoining worker continues at the clock the servers have for it; they
-  // agree, having all been told the same clocks.
+  // A rejoining worker continues at the clock the servers have for it. They
+  // agree unless one was restored from an older checkpoint meanwhile: that
+  // one is clocked forward to the others (what it lost stays lost), since a
+  // step must be at one clock everywhere.
+  int64_t latest = 0;
+  for (const auto& c : s_->clients) latest = std::max(latest, c->current_clock());
+  std::vector<Handle> acks;
+  for (auto& c : s_->clients)
+    while (c->current_clock() < latest) acks.push_back(c->clock_async());
+  for (Handle& h : acks) h.wait();
 }
 
 Worker::~Worker() = default;

@@ -293,3 +293,22 @@ TEST_CASE("ps: SSP(0) takes the same trajectory as BSP, whatever the timing", "[
   CHECK(trajectory(Sync::bsp()) == bsp);  // and BSP itself is deterministic
   CHECK(trajectory(Sync::ssp(2)) != bsp);  // while SSP(2) lets fast workers read ahead
 }
+
+TEST_CASE("ps worker: a rejoining worker whose servers disagree on its clock continues at the latest", "[ps]") {
+  auto s0 = make_server(1, {{.name = "a", .initial = zeros({2})}});
+  auto s1 = make_server(1, {{.name = "b", .initial = zeros({2})}});
+  {
+    Client only_first({.address = s0->endpoint(), .secret = kSecret, .worker = 0});
+    for (int c = 0; c < 3; ++c) only_first.clock();  // as if s1 had been restored from before these clocks
+  }
+  Worker w({.servers = {s0->endpoint(), s1->endpoint()}, .secret = kSecret, .worker = 0, .incarnation = 2});
+  LayoutPlanner plan(2, 1 << 20);
+  w.add_table({plan.place("a", {2}), Sync::bsp()});
+  w.add_table({plan.place("b", {2}), Sync::bsp()});
+  REQUIRE(w.current_clock() == 3);
+  CHECK(values(w.pull("a").wait()) == std::vector<float>{0, 0});
+  CHECK(values(w.pull("b").wait()) == std::vector<float>{0, 0});  // s1 has it at clock 3 too, or it would refuse
+  w.push("b", filled({2}, 1.f)).wait();
+  w.clock();
+  CHECK(values(w.pull("b").wait()) == std::vector<float>{1, 1});
+}
