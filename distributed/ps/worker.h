@@ -12,7 +12,8 @@
 //
 // Every process plans the same layout from the same tables in the same
 // order, so servers (which add the shards they own, shard_rows()) and
-// workers agree without talking.
+// workers agree without talking. A Worker, like a Client, belongs to one
+// thread.
 #pragma once
 
 #include <array>

@@ -303,3 +303,25 @@ def test_fashion_mnist_example_trains_through_the_parameter_server(tmp_path, mod
     assert "parameter server ssp:2" in r.stdout, r.stdout
     acc = float(re.search(r"\[worker 0\] trained in [0-9.]+ s; final test accuracy ([0-9.]+)%", r.stdout).group(1))
     assert acc > 70.0, r.stdout
+
+
+def test_calls_from_another_thread_are_refused_with_a_clear_error():
+    import threading
+    ps, saved, env_role = _local_world()
+    try:
+        ps.init()
+        ps.register({"w": nd.zeros((2,))})
+        errors = []
+
+        def other():
+            try:
+                ps.pull("w")
+            except RuntimeError as e:
+                errors.append(str(e))
+        t = threading.Thread(target=other, name="loader")
+        t.start()
+        t.join()
+        assert len(errors) == 1 and "thread that called register()" in errors[0] and "'loader'" in errors[0]
+        assert ps.pull("w").wait().numpy().tolist() == [0.0, 0.0]
+    finally:
+        _end_local_world(ps, saved, env_role)

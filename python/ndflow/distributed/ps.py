@@ -196,6 +196,7 @@ def register(module_or_tensors, sync="bsp", rule="accumulate", lr=0.01, split_by
     if job.role == "worker":
         if job.worker is None:
             job.worker = _ps.Worker(job.servers, job.secret, job.rank, job.incarnation + 1, job.timeout, job.cache)
+            job.worker_thread, job.worker_thread_name = threading.get_ident(), threading.current_thread().name
             if not job.local:
                 _start_heartbeat(job)
         for name, t in named.items():
@@ -253,6 +254,10 @@ def _worker():
         raise RuntimeError("push/pull/clock/barrier are for workers; servers call ps.serve()")
     if job.worker is None:
         raise RuntimeError("register the parameters first (ps.register(model))")
+    if threading.get_ident() != job.worker_thread:
+        # The connections and the cache are one thread's (no locks on the hot path).
+        raise RuntimeError("ndflow.distributed.ps: push/pull/clock must come from the thread that called "
+                           f"register() ({job.worker_thread_name!r}); this is {threading.current_thread().name!r}")
     return job.worker
 
 
