@@ -2,6 +2,7 @@
 // table of outstanding requests, and the silence timeout.
 #include "distributed/ps/client.h"
 
+#include <bit>
 #include <map>
 #include <set>
 
@@ -271,6 +272,11 @@ Handle Client::pull(const std::string& table) {
 Handle Client::pull_rows(const std::string& table, const Tensor& ids) {
   return Handle(s_, s_->send(Message{.type = MsgType::pull_rows, .table = table, .tensors = {ids}},
                              str_cat("pull of rows of table '", table, "' at clock ", s_->clock)));
+}
+
+Handle Client::set_lr(const std::string& table, double lr) {
+  return Handle(s_, s_->send(Message{.type = MsgType::set_lr, .value = std::bit_cast<int64_t>(lr), .table = table},
+                             str_cat("set_lr(", lr, ") of table '", table, "'")));
 }
 
 Handle Client::clock_async() {

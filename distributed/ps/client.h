@@ -79,6 +79,9 @@ class NDF_EXPORT Client {
   Handle push(const std::string& table, const Tensor& grad);
   // The same for rows: ids (i64 [k]) and rows (f32 [k, ...table.shape[1:]]).
   Handle push_rows(const std::string& table, const Tensor& ids, const Tensor& rows);
+  // Sets the learning rate of the table's server-side optimizer (a
+  // schedule's next value); refused for an accumulating table.
+  Handle set_lr(const std::string& table, double lr);
   // The whole table, or rows `ids` of it, once the table's consistency model
   // allows a read at this worker's clock.
   Handle pull(const std::string& table);

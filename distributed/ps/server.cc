@@ -2,6 +2,8 @@
 #include "distributed/ps/server.h"
 
 #include <algorithm>
+#include <bit>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 
@@ -65,6 +67,7 @@ void Server::Impl::loop() {
     zmq::poll(&item, 1, std::chrono::milliseconds(20));
     while (!stopping.load() && detail::recv_frames(*sock, frames)) handle(frames);
     check_heartbeats();
+    take_new_tables();
   }
 }
 
@@ -172,6 +175,24 @@ void Server::Impl::handle(std::vector<zmq::message_t>& frames) {
         return send(identity, Message{.type = MsgType::reply, .request = m.request, .value = slowest_clock()});
       case MsgType::ping:
         return send(identity, Message{.type = MsgType::reply, .request = m.request, .value = slowest_clock()});
+      case MsgType::set_lr: {
+        auto t = tables.find(m.table);
+        if (t == tables.end())
+          return reject(identity, m, str_cat("[ps] worker ", m.worker, " set the learning rate of unknown table '",
+                                             m.table, "' (this server has ", table_names(), ")"));
+        const double lr = std::bit_cast<double>(m.value);
+        if (t->second.opt.rule == UpdateRule::accumulate)
+          return reject(identity, m, str_cat("[ps] table '", m.table, "' accumulates what workers push: it has no "
+                                             "learning rate (set_lr is for tables with a server-side optimizer)"));
+        if (!std::isfinite(lr) || lr < 0)
+          return reject(identity, m, str_cat("[ps] worker ", m.worker, " set the learning rate of '", m.table,
+                                             "' to ", lr, ": give a finite value >= 0"));
+        {
+          EagerScope eager;
+          t->second.opt.lr.fill_(lr);  // held-back BSP clocks commit with it
+        }
+        return send(identity, Message{.type = MsgType::reply, .request = m.request, .value = slowest_clock()});
+      }
       default:
         return reject(identity, m, str_cat("[ps] a worker may not send ", msg_type_name(m.type)));
     }
@@ -377,10 +398,8 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
 Server::~Server() { stop(); }
 
 void Server::add_table(const TableSpec& spec) {
-  NDF_CHECK(!running(), ValueError, "[ps.server] add table '", spec.name, "' before start()");
   NDF_CHECK(valid_table_name(spec.name), ValueError, "[ps.server] bad table name '", spec.name,
             "': use 1..", kMaxTableName, " characters of [A-Za-z0-9_.:/-]");
-  NDF_CHECK(!impl_->tables.count(spec.name), ValueError, "[ps.server] table '", spec.name, "' added twice");
   NDF_CHECK(spec.initial.defined() && !spec.initial.is_symbolic() && spec.initial.device().is_cpu() &&
                 spec.initial.dtype() == DType::f32,
             TypeError, "[ps.server] table '", spec.name, "' needs an eager f32 CPU tensor as its initial value");
@@ -389,8 +408,37 @@ void Server::add_table(const TableSpec& spec) {
   EagerScope eager;
   NoGradGuard no_grad;
   Tensor initial = spec.initial.detach().clone();
-  impl_->tables[spec.name] =
-      Table{initial, detail::TableOptimizer::make(spec.name, initial, spec.rule, spec.lr, spec.hyper), spec.sync, {}, {}};
+  Table table{initial, detail::TableOptimizer::make(spec.name, initial, spec.rule, spec.lr, spec.hyper), spec.sync, {}, {}};
+  std::future<std::string> added;
+  {
+    std::lock_guard<std::mutex> lock(impl_->adding_mu);
+    if (!impl_->loop_owns_tables) {
+      NDF_CHECK(!impl_->tables.count(spec.name), ValueError, "[ps.server] table '", spec.name, "' added twice");
+      impl_->tables[spec.name] = std::move(table);
+      return;
+    }
+    // The poll thread owns the tables: it takes the new one between messages.
+    impl_->adding.push_back({spec.name, std::move(table), {}});
+    added = impl_->adding.back().done.get_future();
+  }
+  const std::string error = added.get();
+  NDF_CHECK(error.empty(), ValueError, error);
+}
+
+// Tables added while the server runs (add_table); a checkpoint restored at
+// start() knew nothing of them, and the next one includes them.
+void Server::Impl::take_new_tables() {
+  std::lock_guard<std::mutex> lock(adding_mu);
+  if (adding.empty()) return;
+  for (NewTable& n : adding) {
+    if (tables.count(n.name)) {
+      n.done.set_value(str_cat("[ps.server] table '", n.name, "' added twice"));
+      continue;
+    }
+    tables[n.name] = std::move(n.table);
+    n.done.set_value("");
+  }
+  adding.clear();
 }
 
 void Server::start() {
@@ -412,6 +460,10 @@ void Server::start() {
   }
   s.endpoint = s.sock->get(zmq::sockopt::last_endpoint);
   s.stopping = false;
+  {
+    std::lock_guard<std::mutex> lock(s.adding_mu);
+    s.loop_owns_tables = true;
+  }
   // The socket moves to the poll thread; thread creation is the memory barrier ZeroMQ asks for.
   s.thread = std::thread([&s] {
     try {
@@ -427,6 +479,11 @@ void Server::stop() {
   if (!s.thread.joinable()) return;
   s.stopping = true;
   s.thread.join();
+  {
+    std::lock_guard<std::mutex> lock(s.adding_mu);
+    s.loop_owns_tables = false;
+  }
+  s.take_new_tables();  // handed over while the loop was ending
   s.sock.reset();
   if (!s.opt.checkpoint_path.empty()) s.save_checkpoint();
   s.sessions.clear();

@@ -67,6 +67,7 @@ struct OptimizerHyper {
   double rmsprop_momentum = 0;
   bool centered = false;   // rmsprop
   double lr_decay = 0;     // adagrad
+  double initial_accumulator_value = 0;  // adagrad
   double beta1 = 0.9, beta2 = 0.999;  // adam
   bool amsgrad = false;
   bool decoupled_weight_decay = false;  // adam: AdamW
@@ -137,7 +138,9 @@ class NDF_EXPORT Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // Adds a table; only before start(). Throws ValueError on a bad spec.
+  // Adds a table, before start() or while running (the poll thread takes it
+  // within one poll interval; this call waits). Throws ValueError on a bad
+  // spec or a name already taken.
   void add_table(const TableSpec& spec);
   // Restores from the checkpoint if asked to (ValueError naming the file and
   // table if it does not fit), binds the socket (throws ValueError naming the

@@ -4,9 +4,11 @@
 #pragma once
 
 #include <chrono>
+#include <future>
 #include <iostream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -58,6 +60,13 @@ struct Session {
   uint64_t incarnation;
 };
 
+// A table add_table() hands to the running poll thread; `done` gets "" or the error.
+struct NewTable {
+  std::string name;
+  Table table;
+  std::promise<std::string> done;
+};
+
 // A pull that its consistency model does not allow yet.
 struct Delayed {
   std::string identity;
@@ -81,6 +90,9 @@ struct Server::Impl {
   std::vector<Delayed> delayed;
   ServerStats stats;
   int64_t checkpointed_at = 0;  // the slowest clock at the last checkpoint
+  std::mutex adding_mu;
+  bool loop_owns_tables = false;  // between start() and stop(); under adding_mu
+  std::vector<NewTable> adding;   // tables added meanwhile, for the poll thread
 
   zmq::context_t ctx;
   std::unique_ptr<zmq::socket_t> sock;
@@ -164,6 +176,7 @@ struct Server::Impl {
       save_checkpoint();
   }
   void check_heartbeats();
+  void take_new_tables();
   void apply(Table& t, Tensor target, const Message& m, const Tensor& update);
 };
 

@@ -78,7 +78,11 @@ TableOptimizer TableOptimizer::make(const std::string& table, const Tensor& valu
   o.rule = rule;
   o.lr = scalar(lr);
   o.hyper = hyper;
+  NDF_CHECK(hyper.initial_accumulator_value >= 0, ValueError, "[ps.server] table '", table,
+            "': initial_accumulator_value must be >= 0, got ", hyper.initial_accumulator_value);
   for (const char* name : slot_names(rule, hyper)) o.slots[name] = zeros(value.shape(), DType::f32);
+  if (rule == UpdateRule::adagrad && hyper.initial_accumulator_value != 0)
+    o.slots["accum"].fill_(hyper.initial_accumulator_value);
   o.step = zeros({}, DType::i64);
   o.row_steps = zeros({value.rank() >= 1 ? value.size(0) : 0}, DType::i64);
   return o;
@@ -89,6 +93,7 @@ TableOptimizer TableOptimizer::clone() const {
   NoGradGuard no_grad;
   TableOptimizer o = *this;
   for (auto& [name, t] : o.slots) t = t.clone();
+  o.lr = lr.clone();
   o.step = step.clone();
   o.row_steps = row_steps.clone();
   return o;
@@ -116,6 +121,8 @@ void TableOptimizer::rows(const Tensor& param, const int64_t* ids, int64_t k, co
 
 std::vector<std::pair<std::string, Tensor>> TableOptimizer::state() const {
   std::vector<std::pair<std::string, Tensor>> out;
+  if (rule == UpdateRule::accumulate) return out;
+  out.emplace_back("lr", lr);  // set_lr may have changed it
   if (linear()) return out;
   out.emplace_back("step", step);
   out.emplace_back("row_steps", row_steps);

@@ -33,7 +33,7 @@ struct TableOptimizer {
   // One step on each of rows ids[0..k) with grads[i], in order (a repeated id
   // takes a step per occurrence); the state of the other rows stays as is.
   void rows(const Tensor& param, const int64_t* ids, int64_t k, const Tensor& grads);
-  // The state by name ("step", "row_steps", the slots), for checkpoints.
+  // The state by name ("lr", "step", "row_steps", the slots), for checkpoints.
   std::vector<std::pair<std::string, Tensor>> state() const;
   // The tensor state() named `key`, or an undefined one.
   Tensor find(const std::string& key) const;

@@ -127,6 +127,10 @@ void check_rules(MsgType type, const std::string& table, const std::string& text
     case MsgType::barrier:
       need_payloads(0, 0);
       break;
+    case MsgType::set_lr:
+      need_table();
+      need_payloads(0, 0);
+      break;
     case MsgType::reply:
       need_payloads(0, 1);
       break;
@@ -165,6 +169,7 @@ std::string_view msg_type_name(MsgType t) {
     case MsgType::reply: return "reply";
     case MsgType::error: return "error";
     case MsgType::barrier: return "barrier";
+    case MsgType::set_lr: return "set_lr";
   }
   return "unknown";
 }

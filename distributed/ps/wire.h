@@ -42,8 +42,9 @@ enum class MsgType : uint8_t {
   reply,       // server -> worker: success, maybe one tensor; `value` = slowest clock
   error,       // server -> worker: text says what was wrong; `value` an ErrorCode
   barrier,     // answered once every live worker's clock is >= `clock`
+  set_lr,      // the table's server-side optimizer takes `value` (a double's bits) as its learning rate
 };
-inline constexpr int kNumMsgTypes = 10;
+inline constexpr int kNumMsgTypes = 11;
 
 // What an error reply's `value` says beyond its text, for the client to act on.
 enum class ErrorCode : int64_t {

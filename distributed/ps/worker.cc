@@ -373,6 +373,15 @@ Pending Worker::pull_rows(const std::string& table, const Tensor& ids) {
   return p;
 }
 
+Pending Worker::set_lr(const std::string& table, double lr) {
+  Entry& e = s_->entry(table);
+  NDF_CHECK(e.t.rule != UpdateRule::accumulate, ValueError, "[ps.worker] table '", table,
+            "' accumulates what workers push: it has no learning rate (set_lr is for server-side optimizers)");
+  Pending p;
+  for (const Shard& sh : e.t.layout.shards) p.parts_.push_back(s_->clients[sh.server]->set_lr(table, lr));
+  return p;
+}
+
 void Worker::clock() {
   std::vector<Handle> acks;
   for (auto& c : s_->clients) acks.push_back(c->clock_async());

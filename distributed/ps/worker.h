@@ -136,6 +136,9 @@ class NDF_EXPORT Worker {
   Pending push_rows(const std::string& table, const Tensor& ids, const Tensor& rows);
   Pending pull(const std::string& table);
   Pending pull_rows(const std::string& table, const Tensor& ids);
+  // Sets the learning rate of the table's server-side optimizer on every
+  // server holding a shard of it.
+  Pending set_lr(const std::string& table, double lr);
   // Ends this worker's clock on every server (in parallel); waits for them.
   void clock();
   // clock(), then waits until every live worker has reached this clock;

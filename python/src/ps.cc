@@ -49,6 +49,7 @@ ps::OptimizerHyper parse_hyper(const py::dict& d) {
     else if (key == "alpha") h.alpha = v.cast<double>();
     else if (key == "centered") h.centered = v.cast<bool>();
     else if (key == "lr_decay") h.lr_decay = v.cast<double>();
+    else if (key == "initial_accumulator_value") h.initial_accumulator_value = v.cast<double>();
     else if (key == "betas") std::tie(h.beta1, h.beta2) = v.cast<std::pair<double, double>>();
     else if (key == "amsgrad") h.amsgrad = v.cast<bool>();
     else if (key == "decoupled_weight_decay") h.decoupled_weight_decay = v.cast<bool>();
@@ -56,7 +57,7 @@ ps::OptimizerHyper parse_hyper(const py::dict& d) {
     else if (key == "weight_decay") h.weight_decay = v.cast<double>();
     else
       throw py::value_error("unknown optimizer hyperparameter '" + key + "' (momentum, dampening, nesterov, alpha, "
-                            "centered, lr_decay, betas, amsgrad, decoupled_weight_decay, eps, weight_decay)");
+                            "centered, lr_decay, initial_accumulator_value, betas, amsgrad, decoupled_weight_decay, eps, weight_decay)");
   }
   return h;
 }
@@ -135,6 +136,7 @@ void bind_ps(py::module_& root) {
       .def("push_rows", &ps::Worker::push_rows, py::arg("table"), py::arg("ids"), py::arg("rows"), nogil())
       .def("pull", &ps::Worker::pull, py::arg("table"), nogil())
       .def("pull_rows", &ps::Worker::pull_rows, py::arg("table"), py::arg("ids"), nogil())
+      .def("set_lr", &ps::Worker::set_lr, py::arg("table"), py::arg("lr"), nogil())
       .def("clock", &ps::Worker::clock, nogil())
       .def("barrier", &ps::Worker::barrier, nogil())
       .def_property_readonly("current_clock", &ps::Worker::current_clock)

@@ -181,3 +181,57 @@ TEST_CASE("ps: server stats count pulls per observed staleness and the time each
   ahead.pull("a").wait();
   CHECK(asp->stats().staleness[ServerStats::kStalenessBins - 1] == 1);
 }
+
+TEST_CASE("ps: set_lr gives a server-side rule a schedule, survives a checkpoint, and is refused where it cannot apply",
+          "[ps]") {
+  ndflow::testing::TempDir dir;
+  const std::string path = dir / "server-0.ndf";
+  auto options = [&] {
+    return ServerOptions{.secret = kSecret, .num_workers = 1, .checkpoint_path = path, .restore = true,
+                         .log = [](const std::string&) {}};
+  };
+  const std::vector<TableSpec> specs = {{.name = "w", .initial = zeros({2}), .rule = UpdateRule::sgd, .lr = 1.0, .sync = Sync::asp()},
+                                        {.name = "acc", .initial = zeros({2})}};
+  {
+    Server s(options());
+    for (const TableSpec& t : specs) s.add_table(t);
+    s.start();
+    Client c({.address = s.endpoint(), .secret = kSecret, .worker = 0});
+    c.push("w", filled({2}, 1.f)).wait();  // lr 1: -1
+    c.set_lr("w", 0.5).wait();
+    c.push("w", filled({2}, 1.f)).wait();  // lr 0.5: -1.5
+    c.clock();
+    CHECK(c.pull("w").wait().to_vector<float>() == std::vector<float>{-1.5f, -1.5f});
+    CHECK_THROWS_WITH(c.set_lr("acc", 0.1).wait(), Catch::Contains("'acc' accumulates"));
+    CHECK_THROWS_WITH(c.set_lr("w", std::nan("")).wait(), Catch::Contains("give a finite value >= 0"));
+    CHECK_THROWS_WITH(c.set_lr("w", -1).wait(), Catch::Contains("give a finite value >= 0"));
+    CHECK_THROWS_WITH(c.set_lr("nope", 1).wait(), Catch::Contains("unknown table 'nope'"));
+    s.stop();
+  }
+  CHECK(load_tensors(path).find("opt/w/lr").to_vector<float>() == std::vector<float>{0.5f});
+  Server s(options());
+  for (const TableSpec& t : specs) s.add_table(t);
+  s.start();
+  Client c({.address = s.endpoint(), .secret = kSecret, .worker = 0, .incarnation = 2});
+  c.push("w", filled({2}, 2.f)).wait();  // the restored lr 0.5, not the spec's 1.0
+  c.clock();
+  CHECK(c.pull("w").wait().to_vector<float>() == std::vector<float>{-2.5f, -2.5f});
+}
+
+TEST_CASE("ps: adagrad's initial_accumulator_value starts the server's accumulator as torch.optim.Adagrad does", "[ps]") {
+  const Tensor init = filled({3}, 0.5f);
+  auto server = make_server(1, {{.name = "w", .initial = init, .rule = UpdateRule::adagrad, .lr = 0.1,
+                                 .sync = Sync::asp(), .hyper = {.initial_accumulator_value = 0.3}}});
+  Client c({.address = server->endpoint(), .secret = kSecret, .worker = 0});
+  Tensor local = init.clone(), accum = filled({3}, 0.3f), step = zeros({}, DType::i64), lr = scalar(0.1);
+  for (int k = 0; k < 4; ++k) {
+    Tensor w = c.pull("w").wait();
+    c.push("w", grad_of(w, k)).wait();
+    NoGradGuard no_grad;
+    apply_adagrad(local, grad_of(local, k), accum, step, lr);
+  }
+  check_close(c.pull("w").wait(), local);
+  CHECK_THROWS_WITH(make_server(1, {{.name = "x", .initial = init, .rule = UpdateRule::adagrad,
+                                     .hyper = {.initial_accumulator_value = -1}}}),
+                    Catch::Contains("initial_accumulator_value must be >= 0"));
+}

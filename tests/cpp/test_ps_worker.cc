@@ -312,3 +312,17 @@ TEST_CASE("ps worker: a rejoining worker whose servers disagree on its clock con
   w.clock();
   CHECK(values(w.pull("b").wait()) == std::vector<float>{1, 1});
 }
+
+TEST_CASE("ps server: tables can be added while it runs, and a name is still taken only once", "[ps]") {
+  auto server = make_server(1, {{.name = "first", .initial = zeros({1}), .sync = Sync::asp()}});
+  Client c({.address = server->endpoint(), .secret = kSecret, .worker = 0});
+  c.push("first", filled({1}, 1.f)).wait();
+  CHECK_THROWS_WITH(c.pull("later").wait(), Catch::Contains("unknown table 'later'"));
+  server->add_table({.name = "later", .initial = filled({2}, 3.f), .sync = Sync::asp()});
+  c.push("later", filled({2}, 1.f)).wait();
+  CHECK(values(c.pull("later").wait()) == std::vector<float>{4.f, 4.f});
+  CHECK_THROWS_WITH(server->add_table({.name = "first", .initial = zeros({1})}), Catch::Contains("added twice"));
+  server->stop();
+  CHECK(values(server->value("later")) == std::vector<float>{4.f, 4.f});
+  CHECK(values(server->value("first")) == std::vector<float>{1.f});
+}

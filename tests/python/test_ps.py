@@ -204,6 +204,8 @@ def _end_local_world(ps, saved, env_role):
 @pytest.mark.parametrize("rule,hyper,local_opt", [
     ("momentum", {"momentum": 0.9}, lambda ps_: nd.optim.SGD(ps_, lr=0.1, momentum=0.9)),
     ("adam", {"betas": (0.9, 0.99)}, lambda ps_: nd.optim.Adam(ps_, lr=0.1, betas=(0.9, 0.99))),
+    ("adagrad", {"initial_accumulator_value": 0.1, "lr_decay": 0.01},
+     lambda ps_: nd.optim.Adagrad(ps_, lr=0.1, initial_accumulator_value=0.1, lr_decay=0.01)),
 ])
 def test_server_side_optimizer_equals_local_training(rule, hyper, local_opt):
     ps, saved, env_role = _local_world()
@@ -323,5 +325,24 @@ def test_calls_from_another_thread_are_refused_with_a_clear_error():
         t.join()
         assert len(errors) == 1 and "thread that called register()" in errors[0] and "'loader'" in errors[0]
         assert ps.pull("w").wait().numpy().tolist() == [0.0, 0.0]
+    finally:
+        _end_local_world(ps, saved, env_role)
+
+
+def test_set_lr_schedules_the_server_side_optimizer():
+    ps, saved, env_role = _local_world()
+    try:
+        ps.init()
+        ps.register({"acc": nd.zeros((2,))})
+        with pytest.raises(ValueError, match="no table has a server-side optimizer"):
+            ps.set_lr(0.1)
+        ps.register({"w": nd.zeros((2,))}, rule="sgd", lr=1.0)
+        for lr in (1.0, 0.5, 0.25):         # a step schedule, one clock each
+            ps.set_lr(lr)
+            ps.push("w", nd.ones((2,))).wait()
+            ps.clock()
+        assert ps.pull("w").wait().numpy().tolist() == [-1.75, -1.75]
+        with pytest.raises(ValueError, match="accumulates"):
+            ps.set_lr(0.1, names=["acc"])
     finally:
         _end_local_world(ps, saved, env_role)

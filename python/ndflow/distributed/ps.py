@@ -104,6 +104,7 @@ class _Job:
         self.worker = None        # this process's _ps.Worker (worker role)
         self.planner = None       # the LayoutPlanner every process runs alike
         self.tables = {}          # name -> [(server, first row, end row)]
+        self.rules = {}           # name -> update rule
         self.local = False
 
 
@@ -156,8 +157,9 @@ def register(module_or_tensors, sync="bsp", rule="accumulate", lr=0.01, split_by
     pushes deltas) or a server-side optimizer that takes the pushed tensors as
     gradients: "sgd", "momentum", "adagrad", "rmsprop", "adam", with lr and
     torch.optim's hyperparameters as keywords (momentum=0.9, dampening,
-    nesterov, alpha, centered, lr_decay, betas=(0.9, 0.999), amsgrad,
-    decoupled_weight_decay, eps, weight_decay)."""
+    nesterov, alpha, centered, lr_decay, initial_accumulator_value,
+    betas=(0.9, 0.999), amsgrad, decoupled_weight_decay, eps, weight_decay).
+    set_lr() changes lr later (a schedule)."""
     job = _job()
     named = (dict(module_or_tensors.named_parameters()) if hasattr(module_or_tensors, "named_parameters")
              else dict(module_or_tensors))
@@ -171,6 +173,7 @@ def register(module_or_tensors, sync="bsp", rule="accumulate", lr=0.01, split_by
                                         job.split_bytes if split_bytes is None else int(split_bytes))
     for name, t in named.items():
         job.tables[name] = job.planner.place(name, list(t.shape))
+        job.rules[name] = rule
     if job.local or job.role == "server":
         if job.server is None:
             address = "tcp://127.0.0.1:0" if job.local else job.servers[job.rank]
@@ -190,7 +193,7 @@ def register(module_or_tensors, sync="bsp", rule="accumulate", lr=0.01, split_by
                     if server == mine:
                         part = t.detach() if t.dim() == 0 or len(job.tables[name]) == 1 else t.detach()[begin:end]
                         job.server.add_table(name, part.contiguous().clone(), rule, lr, sync, hyper)
-    if job.local:
+    if job.local and not job.server.running:   # a running one takes later tables as they come
         job.server.start()
         job.servers = [job.server.endpoint]
     if job.role == "worker":
@@ -285,6 +288,24 @@ def pull_rows(name, ids):
     """Rows `ids` (i64 [k]) of table `name` once the consistency model
     allows; returns a handle."""
     return _worker().pull_rows(name, ids.contiguous())
+
+
+def set_lr(lr, names=None):
+    """Sets the learning rate of the server-side optimizer of tables `names`
+    (default: every table registered with a rule other than "accumulate"),
+    on every server holding a shard; it applies to the pushes the servers
+    take from then on (a BSP clock not yet committed steps with it). Call it
+    from one worker, or from every worker with the same value, e.g. with a
+    schedule's value each epoch. Checkpointed with the optimizer state."""
+    job = _job()
+    worker = _worker()
+    if names is None:
+        names = [n for n, r in job.rules.items() if r != "accumulate"]
+        if not names:
+            raise ValueError("ps.set_lr: no table has a server-side optimizer (register(..., rule='sgd'|'adam'|...))")
+    handles = [worker.set_lr(n, float(lr)) for n in names]
+    for h in handles:
+        h.wait()
 
 
 def clock():
