@@ -87,7 +87,16 @@ double KernelTimer::seconds() const { return static_cast<double>(tls_kernel_ns -
 void KernelTimer::reset() { start_ns_ = tls_kernel_ns; }
 void GradMode::set_enabled(bool on) { tls_grad_enabled = on; }
 
+thread_local int tls_num_threads = 0;  // 0: the process-wide setting
+
+ThreadCountScope::ThreadCountScope(int n) : prev_(tls_num_threads) {
+  NDF_CHECK(n >= 1, ValueError, "ThreadCountScope: need at least 1 thread, got ", n);
+  tls_num_threads = n;
+}
+ThreadCountScope::~ThreadCountScope() { tls_num_threads = prev_; }
+
 int get_num_threads() {
+  if (tls_num_threads > 0) return tls_num_threads;
   int n = g_num_threads.load(std::memory_order_relaxed);
   if (n == 0) {
     n = default_threads();

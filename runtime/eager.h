@@ -100,4 +100,18 @@ class NDF_EXPORT KernelTimer {
 NDF_EXPORT int get_num_threads();
 NDF_EXPORT void set_num_threads(int n);
 
+// Overrides the intra-op thread count for the calling thread only while in
+// scope: a service thread (the parameter server's) that must not wake a team
+// of threads for every small update on cores its I/O threads need.
+class NDF_EXPORT ThreadCountScope {
+ public:
+  explicit ThreadCountScope(int n);
+  ~ThreadCountScope();
+  ThreadCountScope(const ThreadCountScope&) = delete;
+  ThreadCountScope& operator=(const ThreadCountScope&) = delete;
+
+ private:
+  int prev_;
+};
+
 }  // namespace ndflow

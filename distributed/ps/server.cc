@@ -60,6 +60,7 @@ Tensor& writable(Table& t) {
 
 
 void Server::Impl::loop() {
+  ThreadCountScope threads(opt.update_threads);
   std::vector<zmq::message_t> frames;
   while (!stopping.load()) {
     zmq::pollitem_t item{sock->handle(), 0, ZMQ_POLLIN, 0};
@@ -390,6 +391,8 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->opt = std::move(options);
   NDF_CHECK(impl_->opt.heartbeat_timeout.count() > 0, ValueError, "[ps.server] heartbeat_timeout must be positive, got ",
             impl_->opt.heartbeat_timeout.count(), " ms");
+  NDF_CHECK(impl_->opt.update_threads >= 1, ValueError, "[ps.server] update_threads must be >= 1, got ",
+            impl_->opt.update_threads);
   impl_->workers.resize(impl_->opt.num_workers);
   impl_->stats.num_workers = impl_->opt.num_workers;
   impl_->stats.pull_wait_us = std::make_unique<std::atomic<uint64_t>[]>(impl_->opt.num_workers);
