@@ -131,18 +131,24 @@ struct WorkerState {
 };
 
 Tensor Pending::wait() {
+  if (error_) std::rethrow_exception(error_);
   if (done_) return result_;
-  std::vector<Tensor> results;
-  int64_t slowest = slowest_;
-  for (Handle& h : parts_) {
-    results.push_back(h.wait());
-    slowest = std::min(slowest, h.slowest_clock());
+  try {
+    std::vector<Tensor> results;
+    int64_t slowest = slowest_;
+    for (Handle& h : parts_) {
+      results.push_back(h.wait());
+      slowest = std::min(slowest, h.slowest_clock());
+    }
+    slowest_ = slowest;
+    if (finish_) result_ = finish_(results, slowest);
+  } catch (...) {
+    error_ = std::current_exception();  // a second wait() says the same, instead of waiting on spent replies
   }
-  slowest_ = slowest;
-  if (finish_) result_ = finish_(results, slowest);
   done_ = true;
   parts_.clear();
   finish_ = nullptr;
+  if (error_) std::rethrow_exception(error_);
   return result_;
 }
 

@@ -19,6 +19,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <string>
@@ -115,6 +116,7 @@ class NDF_EXPORT Pending {
   Tensor result_;
   int64_t slowest_ = 0;
   bool done_ = false;
+  std::exception_ptr error_;
 };
 
 struct WorkerState;

@@ -326,3 +326,15 @@ TEST_CASE("ps server: tables can be added while it runs, and a name is still tak
   CHECK(values(server->value("later")) == std::vector<float>{4.f, 4.f});
   CHECK(values(server->value("first")) == std::vector<float>{1.f});
 }
+
+TEST_CASE("ps worker: a failed request fails again on a second wait instead of hanging", "[ps]") {
+  auto server = make_server(1, {{.name = "w", .initial = zeros({2}), .rule = UpdateRule::sgd}});
+  Worker w({.servers = {server->endpoint()}, .secret = kSecret, .timeout = 2000ms});
+  w.add_table({LayoutPlanner(1, 0).place("w", {2}), Sync::bsp(), UpdateRule::sgd});
+  Pending p = w.set_lr("w", -1.0);
+  CHECK_THROWS_WITH(p.wait(), Catch::Contains("finite value >= 0"));
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK_THROWS_WITH(p.wait(), Catch::Contains("finite value >= 0"));
+  CHECK(std::chrono::steady_clock::now() - t0 < 100ms);
+  CHECK(p.ready());
+}
