@@ -244,6 +244,12 @@ NDF_EXPORT Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bi
 NDF_EXPORT Tensor max_pool2d(const Tensor& x, Size2 kernel_size,
                              std::optional<Size2> stride = std::nullopt, Size2 padding = 0,
                              bool ceil_mode = false);
+// Where max_pool2d's maxima come from (i64, max_pool2d's output shape): the
+// flat index h * W + w of each window's first maximum within its plane, as
+// torch's return_indices gives it.
+NDF_EXPORT Tensor max_pool2d_indices(const Tensor& x, Size2 kernel_size,
+                                     std::optional<Size2> stride = std::nullopt, Size2 padding = 0,
+                                     bool ceil_mode = false);
 // count_include_pad: padded positions count in the divisor (PyTorch's default).
 NDF_EXPORT Tensor avg_pool2d(const Tensor& x, Size2 kernel_size,
                              std::optional<Size2> stride = std::nullopt, Size2 padding = 0,

@@ -274,6 +274,13 @@ std::vector<TensorMeta> infer_pool(const InferContext& c) {
   return {TensorMeta{y, x.dtype, x.device}};
 }
 
+// max_pool2d_indices: the shape of max_pool2d's output, i64.
+std::vector<TensorMeta> infer_pool_indices(const InferContext& c) {
+  std::vector<TensorMeta> y = infer_pool(c);
+  y[0].dtype = DType::i64;
+  return y;
+}
+
 // Backward ops take (x, grad); grad has the forward output's shape.
 std::vector<TensorMeta> infer_pool_backward(const InferContext& c) {
   const std::string& op = c.op.name();
@@ -358,6 +365,15 @@ void register_conv_ops(OpRegistry& r) {
         static const OpDef& op = op_def("avg_pool2d_backward");
         return Grads{call_op1(op, {g.input(0), g.grad_output(0)}, g.attrs())};
       });
+  // Not differentiable (integer output), like argmax.
+  r.add(OpDef("max_pool2d_indices").input("x").output("indices")
+            .doc("where max_pool2d's maxima come from: per output, the flat index h * W + w of its window's "
+                 "first maximum in x's plane (torch's return_indices; max_unpool2d's input)")
+            .attr("kernel_size", AttrType::Ints)
+            .attr("stride", AttrType::Ints, Ints{})
+            .attr("padding", AttrType::Ints, Ints{0, 0})
+            .attr("ceil_mode", AttrType::Bool, false)
+            .infer(infer_pool_indices));
   pool_backward_op(r, "max_pool2d_backward",
                    "gradient of max_pool2d: grad routed to the first maximum of each window of x "
                    "(recomputed from x)")
@@ -391,6 +407,14 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2 s
 Tensor max_pool2d(const Tensor& x, Size2 kernel_size, std::optional<Size2> stride, Size2 padding,
                   bool ceil_mode) {
   static const OpDef& op = op_def("max_pool2d");
+  return call_op1(op, {x}, Attrs{{"kernel_size", ints(kernel_size)},
+                                 {"stride", stride ? ints(*stride) : Ints{}},
+                                 {"padding", ints(padding)}, {"ceil_mode", ceil_mode}});
+}
+
+Tensor max_pool2d_indices(const Tensor& x, Size2 kernel_size, std::optional<Size2> stride, Size2 padding,
+                          bool ceil_mode) {
+  static const OpDef& op = op_def("max_pool2d_indices");
   return call_op1(op, {x}, Attrs{{"kernel_size", ints(kernel_size)},
                                  {"stride", stride ? ints(*stride) : Ints{}},
                                  {"padding", ints(padding)}, {"ceil_mode", ceil_mode}});

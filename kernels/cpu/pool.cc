@@ -101,18 +101,20 @@ void max_pool_fwd(const PoolGeom& g, const T* x, T* y, int threads) {
   });
 }
 
-// Idx: i32 when a plane's indices fit, which lets the argmax loop vectorize
-// (a float and its index in lanes of one width).
-template <typename T, typename Idx>
-void max_pool_bwd(const PoolGeom& g, const T* x, const T* go, T* dx, int threads) {
+// The argmax of every window: calls start(plane) once per plane, then
+// row(plane, oh, at) per output row with at[ow] the flat index in the plane
+// of window (oh, ow)'s first maximum (-1 for an empty window). Idx: i32 when
+// a plane's indices fit, which lets the loop vectorize (a float and its
+// index in lanes of one width).
+template <typename T, typename Idx, typename Start, typename Row>
+void max_pool_argmax(const PoolGeom& g, const T* x, int threads, Start start, Row row) {
   PoolPlan pl = pool_plan(g);
   parallel_for(g.NC, grain_for(g.OH * g.OW * g.kh * g.kw + g.H * g.W), threads, [&](int64_t lo, int64_t hi) {
     std::vector<T> best(static_cast<size_t>(g.OW));
     std::vector<Idx> at(static_cast<size_t>(g.OW));
     for (int64_t p = lo; p < hi; ++p) {
       const T* xp = x + p * g.H * g.W;
-      T* dp = dx + p * g.H * g.W;
-      std::fill_n(dp, g.H * g.W, T(0));
+      start(p);
       for (int64_t oh = 0; oh < g.OH; ++oh) {
         std::fill(best.begin(), best.end(), -std::numeric_limits<T>::infinity());
         std::fill(at.begin(), at.end(), Idx{-1});
@@ -129,11 +131,29 @@ void max_pool_bwd(const PoolGeom& g, const T* x, const T* go, T* dx, int threads
             ap[ow] = take ? static_cast<Idx>(base + static_cast<Idx>(ow) * step) : ap[ow];
           }
         });
-        const T* gr = go + (p * g.OH + oh) * g.OW;
-        for (int64_t ow = 0; ow < g.OW; ++ow)
-          if (ap[ow] >= 0) dp[ap[ow]] += gr[ow];
+        row(p, oh, static_cast<const Idx*>(ap));
       }
     }
+  });
+}
+
+template <typename T, typename Idx>
+void max_pool_bwd(const PoolGeom& g, const T* x, const T* go, T* dx, int threads) {
+  max_pool_argmax<T, Idx>(
+      g, x, threads, [&](int64_t p) { std::fill_n(dx + p * g.H * g.W, g.H * g.W, T(0)); },
+      [&](int64_t p, int64_t oh, const Idx* at) {
+        T* dp = dx + p * g.H * g.W;
+        const T* gr = go + (p * g.OH + oh) * g.OW;
+        for (int64_t ow = 0; ow < g.OW; ++ow)
+          if (at[ow] >= 0) dp[at[ow]] += gr[ow];
+      });
+}
+
+template <typename T, typename Idx>
+void max_pool_indices(const PoolGeom& g, const T* x, int64_t* out, int threads) {
+  max_pool_argmax<T, Idx>(g, x, threads, [](int64_t) {}, [&](int64_t p, int64_t oh, const Idx* at) {
+    int64_t* o = out + (p * g.OH + oh) * g.OW;
+    for (int64_t ow = 0; ow < g.OW; ++ow) o[ow] = static_cast<int64_t>(at[ow]);
   });
 }
 
@@ -203,6 +223,19 @@ void max_pool2d_backward(KernelContext& c) {
   });
 }
 
+void max_pool2d_indices(KernelContext& c) {
+  Tensor& out = c.output(0);
+  if (out.numel() == 0) return;
+  PoolGeom g = pool_geom(c.input(0).shape(), out.shape(), c.attrs);
+  dispatch_float(c.input(0).dtype(), "max_pool2d_indices", [&]<typename T>() {
+    Tensor x = dense<T>(c.input(0), c.num_threads);
+    into<int64_t>(out, c.num_threads, [&](int64_t* y) {
+      if (g.H * g.W < (int64_t{1} << 31)) max_pool_indices<T, int32_t>(g, x.template data<T>(), y, c.num_threads);
+      else max_pool_indices<T, int64_t>(g, x.template data<T>(), y, c.num_threads);
+    });
+  });
+}
+
 void avg_pool2d_backward(KernelContext& c) {
   Tensor& out = c.output(0);
   if (out.numel() == 0) return;
@@ -223,6 +256,7 @@ void register_pool_kernels(KernelRegistry& r) {
   r.add("max_pool2d", CPU, floats, pool2d<true>);
   r.add("avg_pool2d", CPU, floats, pool2d<false>);
   r.add("max_pool2d_backward", CPU, floats, max_pool2d_backward);
+  r.add("max_pool2d_indices", CPU, floats, max_pool2d_indices);
   r.add("avg_pool2d_backward", CPU, floats, avg_pool2d_backward);
 }
 

@@ -10,6 +10,8 @@ import numpy as np
 
 from . import _C
 from ._C import Tensor, dtype
+from ._embedding import (_EmbeddingNoGrad, _embedding_check_max_norm, _embedding_count_dtype,
+                         _embedding_counts, _embedding_renorm_)
 
 __all__ = []  # filled by _export
 
@@ -559,6 +561,18 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False):
 
 
 @_export
+def max_pool2d_indices(input, kernel_size, stride=None, padding=0, ceil_mode=False):
+    """Where max_pool2d's maxima come from (i64, max_pool2d's output shape):
+    per output, the flat index h * W + w of its window's first maximum in
+    the input plane, as torch's return_indices gives it."""
+    k = _pair2(kernel_size, "kernel_size")
+    s = k if stride is None else _pair2(stride, "stride")
+    return _C.call_op("max_pool2d_indices", [input], {"kernel_size": k, "stride": s,
+                                                      "padding": _pair2(padding, "padding"),
+                                                      "ceil_mode": bool(ceil_mode)})[0]
+
+
+@_export
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
     k = _pair2(kernel_size, "kernel_size")
     s = k if stride is None else _pair2(stride, "stride")
@@ -592,9 +606,51 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
 @_export
 def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False,
               sparse=False):
-    """Rows of weight [V, D] at the integer indices ``input``: [*input.shape, D]. The row padding_idx
-    gets no gradient. (The arguments are torch.nn.functional.embedding's: input first.)"""
-    if max_norm is not None or scale_grad_by_freq or sparse:
-        raise NotImplementedError("embedding: max_norm, scale_grad_by_freq and sparse are not supported "
-                                  "(the weight gradient is dense, nonzero only in looked-up rows)")
-    return _C.embedding(weight, input, None if padding_idx is None else int(padding_idx))
+    """Rows of weight [V, D] at the integer indices ``input``: [*input.shape, D], as
+    torch.nn.functional.embedding (same arguments, input first).
+
+    padding_idx: that row (negative: counted from the end) gets no gradient.
+    max_norm: before the lookup, every row the indices reference whose ``norm_type``-norm (p of the
+    p-norm; inf for the largest magnitude) exceeds max_norm is rescaled IN PLACE, outside autograd, to
+    norm max_norm (scale max_norm / (norm + 1e-7), as torch.embedding_renorm_); rows not referenced are
+    untouched and a repeated index renormalizes its row once. This writes ``weight`` (bumping its
+    version, so an op that saved it earlier cannot backpropagate), and costs a pass over the whole
+    table. Inside @ndflow.function the weight must then be a Variable (an nn.Parameter).
+    scale_grad_by_freq: the weight gradient of each row is divided by how often its index occurs in
+    ``input`` (the forward value is unchanged).
+    sparse: not supported (ndflow has no sparse tensors): the dense weight gradient is already
+    nonzero only in the rows looked up; for sparse row updates use the parameter server's push_rows."""
+    if sparse:
+        raise NotImplementedError(
+            "embedding: sparse=True is not supported: ndflow has no sparse tensors, so it cannot return a "
+            "sparse weight gradient. Use sparse=False: the dense gradient is already nonzero only in the rows "
+            "looked up (and zero in padding_idx); to send only those rows, use the parameter server's "
+            "push_rows (ndflow.distributed.ps).")
+    if not isinstance(input, Tensor):
+        input = as_tensor(input)
+    v = int(weight.shape[0])
+    if padding_idx is not None:
+        p = int(padding_idx)
+        if not -v <= p < v:
+            raise ValueError(f"embedding: padding_idx {padding_idx} is out of range for {v} embeddings")
+        padding_idx = p + v if p < 0 else p
+    flat = None
+    if max_norm is not None:
+        _embedding_check_max_norm(max_norm, norm_type)
+        flat = _C.reshape(input, [-1])
+        _embedding_renorm_(weight, flat, max_norm, norm_type)
+    y = _C.embedding(weight, input, padding_idx)
+    if scale_grad_by_freq and _C.is_grad_enabled() and (y.requires_grad or y.is_symbolic):
+        # y_s + (y / c - stop(y / c)): the value of y (the difference is exactly 0), the gradient of
+        # y / c, where c is how often each position's index occurs in input.
+        flat = _C.reshape(input, [-1]) if flat is None else flat
+        with _EmbeddingNoGrad():
+            ct = _embedding_count_dtype(weight)
+            per_pos = _C.index_select(_embedding_counts(flat, v, ct, weight), 0, flat)
+            inv = _C.div(_C.ones_like(per_pos), per_pos)
+            if inv.dtype != y.dtype:
+                inv = _C.cast(inv, y.dtype)
+            inv = _C.unsqueeze(_C.reshape(inv, list(input.shape)), -1)
+        scaled = _C.mul(y, inv)
+        y = _C.add(_C.stop_gradient(y), _C.sub(scaled, _C.stop_gradient(scaled)))
+    return y

@@ -4,7 +4,7 @@ import math
 import numbers
 
 from .. import _C, _ops
-from . import init
+from . import functional as F, init
 from .module import Module
 from .parameter import Parameter
 
@@ -31,7 +31,15 @@ class Conv2d(Module):
     [out_channels, in_channels / groups, kh, kw] plus bias [out_channels],
     initialized as torch.nn.Conv2d: Kaiming-uniform weight with a = sqrt(5),
     bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = in/groups * kh * kw.
-    Only zero padding (padding_mode='zeros') and numeric padding."""
+
+    ``padding``: an int, a (height, width) pair, 'valid' (none) or 'same'
+    (output size = input size; stride 1 only; an odd total padding puts the
+    extra row/column at the bottom/right, as torch does). ``padding_mode``:
+    what the padding holds: 'zeros', 'reflect', 'replicate' or 'circular'
+    (the input is padded with nn.functional.pad first, then convolved with
+    padding 0, as torch.nn.Conv2d does)."""
+
+    PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
                  bias=True, padding_mode="zeros", dtype=_C.dtype.float32):
@@ -40,15 +48,17 @@ class Conv2d(Module):
         if groups <= 0 or in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: in_channels ({in_channels}) and out_channels ({out_channels}) must be "
                              f"divisible by groups ({groups})")
-        if padding_mode != "zeros":
-            raise NotImplementedError(f"Conv2d: padding_mode '{padding_mode}' (only 'zeros')")
-        if isinstance(padding, str):
-            raise NotImplementedError("Conv2d: string padding ('same'/'valid'); give the sizes")
+        if padding_mode not in self.PADDING_MODES:
+            raise ValueError(f"Conv2d: padding_mode must be one of {', '.join(repr(m) for m in self.PADDING_MODES)}"
+                             f", got {padding_mode!r}")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.stride = _pair(stride, "stride")
-        self.padding = _pair(padding, "padding")
         self.dilation = _pair(dilation, "dilation")
+        # torch keeps a string padding as given ('same'/'valid'); the widths
+        # per side, ((top, bottom), (left, right)), are resolved once here.
+        self.padding = padding if isinstance(padding, str) else _pair(padding, "padding")
+        self._pads = F._conv_padding(self.padding, self.kernel_size, self.stride, self.dilation, "Conv2d")
         self.padding_mode = padding_mode
         self.weight = Parameter(_C.zeros([out_channels, in_channels // groups, *self.kernel_size], dtype))
         if bias:
@@ -69,20 +79,22 @@ class Conv2d(Module):
     def forward(self, x, activation="none"):
         """``activation='relu'`` applies ReLU inside the convolution (one
         fused op); nn.Sequential's Conv2d, ReLU pairs may use it."""
-        return _conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
-                       activation)
+        x, padding = F._pad_for_conv(x, self._pads, self.padding_mode)
+        return _conv2d(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups, activation)
 
     def extra_repr(self):
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
              f"stride={self.stride}")
         if self.padding != (0, 0):
-            s += f", padding={self.padding}"
+            s += f", padding={self.padding}"  # a string as torch prints it: padding=same
         if self.dilation != (1, 1):
             s += f", dilation={self.dilation}"
         if self.groups != 1:
             s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode}"
         return s
 
 
@@ -104,35 +116,59 @@ class _Pool2d(Module):
 
 class MaxPool2d(_Pool2d):
     """Maximum over kh x kw windows (padding counts as -inf), as torch.nn.MaxPool2d
-    (without dilation or return_indices)."""
+    (dilation 1). return_indices: forward returns (values, indices), the
+    indices for MaxUnpool2d."""
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
         if _pair(dilation, "dilation") != (1, 1):
             raise NotImplementedError("MaxPool2d: dilation other than 1")
-        if return_indices:
-            raise NotImplementedError("MaxPool2d: return_indices")
         super().__init__(kernel_size, stride, padding, ceil_mode)
+        self.return_indices = bool(return_indices)
 
     def forward(self, x):
-        return _ops.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, 1, self.ceil_mode, self.return_indices)
+
+
+class MaxUnpool2d(Module):
+    """The partial inverse of MaxPool2d, as torch.nn.MaxUnpool2d: forward(x,
+    indices, output_size=None) puts each value of x where indices say in a
+    zero tensor (see nn.functional.max_unpool2d)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = self.kernel_size if stride is None else _pair(stride, "stride")
+        self.padding = _pair(padding, "padding")
+
+    def forward(self, x, indices, output_size=None):
+        return F.max_unpool2d(x, indices, self.kernel_size, self.stride, self.padding, output_size)
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
 class AvgPool2d(_Pool2d):
-    """Mean over kh x kw windows, as torch.nn.AvgPool2d (no divisor_override)."""
+    """Mean over kh x kw windows, as torch.nn.AvgPool2d. ``divisor_override``
+    (a positive int): each window's sum is divided by it instead, whatever
+    padding, ceil_mode and count_include_pad say."""
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                  divisor_override=None):
         if divisor_override is not None:
-            raise NotImplementedError("AvgPool2d: divisor_override")
+            divisor_override = F._check_divisor_override(divisor_override, "AvgPool2d")
         super().__init__(kernel_size, stride, padding, ceil_mode)
         self.count_include_pad = bool(count_include_pad)
+        self.divisor_override = divisor_override
 
     def forward(self, x):
-        return _ops.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                               self.count_include_pad)
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad,
+                            self.divisor_override)
 
     def extra_repr(self):
-        return super().extra_repr() + f", count_include_pad={self.count_include_pad}"
+        s = super().extra_repr() + f", count_include_pad={self.count_include_pad}"
+        if self.divisor_override is not None:
+            s += f", divisor_override={self.divisor_override}"
+        return s
 
 
-__all__ = ["Conv2d", "MaxPool2d", "AvgPool2d"]
+__all__ = ["Conv2d", "MaxPool2d", "MaxUnpool2d", "AvgPool2d"]
