@@ -241,15 +241,16 @@ NDF_EXPORT Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bi
 // Pooling over kernel_size windows of each plane; stride defaults to
 // kernel_size; padding must be at most half the kernel. ceil_mode rounds the
 // output size up (a window must still start inside the input or left padding).
+// dilation spaces the window's taps, as torch's.
 NDF_EXPORT Tensor max_pool2d(const Tensor& x, Size2 kernel_size,
                              std::optional<Size2> stride = std::nullopt, Size2 padding = 0,
-                             bool ceil_mode = false);
+                             bool ceil_mode = false, Size2 dilation = 1);
 // Where max_pool2d's maxima come from (i64, max_pool2d's output shape): the
 // flat index h * W + w of each window's first maximum within its plane, as
 // torch's return_indices gives it.
 NDF_EXPORT Tensor max_pool2d_indices(const Tensor& x, Size2 kernel_size,
                                      std::optional<Size2> stride = std::nullopt, Size2 padding = 0,
-                                     bool ceil_mode = false);
+                                     bool ceil_mode = false, Size2 dilation = 1);
 // count_include_pad: padded positions count in the divisor (PyTorch's default).
 NDF_EXPORT Tensor avg_pool2d(const Tensor& x, Size2 kernel_size,
                              std::optional<Size2> stride = std::nullopt, Size2 padding = 0,

@@ -228,11 +228,13 @@ Grads grad_conv2d_backward_weight(G g) {
 struct PoolAttrs {
   Ints kernel, stride, padding;
   bool ceil_mode;
+  Ints dilation{1, 1};  // max pooling only
 };
 
 PoolAttrs pool_attrs(const Attrs& a, const std::string& op) {
   PoolAttrs p{pair_attr(a, op, "kernel_size", 1), a.get<Ints>("stride"), pair_attr(a, op, "padding", 0),
               a.get<bool>("ceil_mode")};
+  if (a.has("dilation")) p.dilation = pair_attr(a, op, "dilation", 1);
   if (p.stride.empty()) p.stride = p.kernel;  // PyTorch's stride=None
   else p.stride = pair_attr(a, op, "stride", 1);
   for (int d = 0; d < 2; ++d)
@@ -257,10 +259,12 @@ Shape pool_output_shape(const std::string& op, const Shape& x, const PoolAttrs& 
   for (int d = 0; d < 2; ++d) {
     if (x[2 + d] < 0) continue;
     int64_t padded = x[2 + d] + 2 * p.padding[d];
-    NDF_CHECK(p.kernel[d] <= padded, ShapeError, "[", op, "] kernel ", shape_str(p.kernel),
+    const int64_t span = p.dilation[d] * (p.kernel[d] - 1) + 1;  // what a dilated window covers
+    NDF_CHECK(span <= padded, ShapeError, "[", op, "] kernel ", shape_str(p.kernel),
+              p.dilation == Ints{1, 1} ? "" : str_cat(" with dilation ", shape_str(p.dilation)),
               " is larger than the padded input ", x[2] + 2 * p.padding[0], "x", x[3] + 2 * p.padding[1],
               " (input shape ", shape_str(x), ", padding ", shape_str(p.padding), ")");
-    y[2 + d] = pool_out_dim(x[2 + d], p.kernel[d], p.stride[d], p.padding[d], p.ceil_mode);
+    y[2 + d] = pool_out_dim(x[2 + d], span, p.stride[d], p.padding[d], p.ceil_mode);
   }
   return y;
 }
@@ -353,7 +357,8 @@ void register_conv_ops(OpRegistry& r) {
                             .grad(grad_conv2d_backward_weight)));
 
   pool_op(r, "max_pool2d", "maximum over kernel_size windows of each plane of x [N, C, H, W]; "
-                           "padding counts as -inf")
+                           "padding counts as -inf; dilation spaces the window's taps")
+      .attr("dilation", AttrType::Ints, Ints{1, 1})
       .grad([](G g) {
         static const OpDef& op = op_def("max_pool2d_backward");
         return Grads{call_op1(op, {g.input(0), g.grad_output(0)}, g.attrs())};
@@ -373,10 +378,12 @@ void register_conv_ops(OpRegistry& r) {
             .attr("stride", AttrType::Ints, Ints{})
             .attr("padding", AttrType::Ints, Ints{0, 0})
             .attr("ceil_mode", AttrType::Bool, false)
+            .attr("dilation", AttrType::Ints, Ints{1, 1})
             .infer(infer_pool_indices));
   pool_backward_op(r, "max_pool2d_backward",
                    "gradient of max_pool2d: grad routed to the first maximum of each window of x "
                    "(recomputed from x)")
+      .attr("dilation", AttrType::Ints, Ints{1, 1})
       .promote_inputs();
   // Linear in grad: its own gradient is avg_pool2d of the incoming one.
   pool_backward_op(r, "avg_pool2d_backward",
@@ -405,19 +412,21 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2 s
 }
 
 Tensor max_pool2d(const Tensor& x, Size2 kernel_size, std::optional<Size2> stride, Size2 padding,
-                  bool ceil_mode) {
+                  bool ceil_mode, Size2 dilation) {
   static const OpDef& op = op_def("max_pool2d");
   return call_op1(op, {x}, Attrs{{"kernel_size", ints(kernel_size)},
                                  {"stride", stride ? ints(*stride) : Ints{}},
-                                 {"padding", ints(padding)}, {"ceil_mode", ceil_mode}});
+                                 {"padding", ints(padding)}, {"ceil_mode", ceil_mode},
+                                 {"dilation", ints(dilation)}});
 }
 
 Tensor max_pool2d_indices(const Tensor& x, Size2 kernel_size, std::optional<Size2> stride, Size2 padding,
-                          bool ceil_mode) {
+                          bool ceil_mode, Size2 dilation) {
   static const OpDef& op = op_def("max_pool2d_indices");
   return call_op1(op, {x}, Attrs{{"kernel_size", ints(kernel_size)},
                                  {"stride", stride ? ints(*stride) : Ints{}},
-                                 {"padding", ints(padding)}, {"ceil_mode", ceil_mode}});
+                                 {"padding", ints(padding)}, {"ceil_mode", ceil_mode},
+                                 {"dilation", ints(dilation)}});
 }
 
 Tensor avg_pool2d(const Tensor& x, Size2 kernel_size, std::optional<Size2> stride, Size2 padding,

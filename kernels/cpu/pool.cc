@@ -23,6 +23,8 @@ namespace {
 struct PoolGeom {
   int64_t NC, H, W, OH, OW, kh, kw, sh, sw, ph, pw;
   bool include_pad = true;
+  int64_t dh = 1, dw = 1;  // max pooling's dilation
+  bool dilated() const { return dh != 1 || dw != 1; }
 };
 
 PoolGeom pool_geom(const Shape& x, const Shape& y, const Attrs& a) {
@@ -30,6 +32,9 @@ PoolGeom pool_geom(const Shape& x, const Shape& y, const Attrs& a) {
   if (s.empty()) s = k;
   PoolGeom g{x[0] * x[1], x[2], x[3], y[2], y[3], k[0], k[1], s[0], s[1], p[0], p[1]};
   g.include_pad = a.get<bool>("count_include_pad", true);
+  Ints d = pair_attr(a, "dilation", 1);
+  g.dh = d[0];
+  g.dw = d[1];
   return g;
 }
 
@@ -107,7 +112,7 @@ void max_pool_fwd(const PoolGeom& g, const T* x, T* y, int threads) {
 // a plane's indices fit, which lets the loop vectorize (a float and its
 // index in lanes of one width).
 template <typename T, typename Idx, typename Start, typename Row>
-void max_pool_argmax(const PoolGeom& g, const T* x, int threads, Start start, Row row) {
+void max_pool_argmax_rows(const PoolGeom& g, const T* x, int threads, Start start, Row row) {
   PoolPlan pl = pool_plan(g);
   parallel_for(g.NC, grain_for(g.OH * g.OW * g.kh * g.kw + g.H * g.W), threads, [&](int64_t lo, int64_t hi) {
     std::vector<T> best(static_cast<size_t>(g.OW));
@@ -134,6 +139,56 @@ void max_pool_argmax(const PoolGeom& g, const T* x, int threads, Start start, Ro
         row(p, oh, static_cast<const Idx*>(ap));
       }
     }
+  });
+}
+
+// Dilated windows are not runs of adjacent columns: a plain loop over each
+// window's taps, with the same first-maximum and NaN rules.
+template <typename T, typename Idx, typename Start, typename Row>
+void max_pool_argmax_dilated(const PoolGeom& g, const T* x, int threads, Start start, Row row) {
+  parallel_for(g.NC, grain_for(g.OH * g.OW * g.kh * g.kw + g.H * g.W), threads, [&](int64_t lo, int64_t hi) {
+    std::vector<Idx> at(static_cast<size_t>(g.OW));
+    for (int64_t p = lo; p < hi; ++p) {
+      const T* xp = x + p * g.H * g.W;
+      start(p);
+      for (int64_t oh = 0; oh < g.OH; ++oh) {
+        for (int64_t ow = 0; ow < g.OW; ++ow) {
+          T best = -std::numeric_limits<T>::infinity();
+          Idx arg = -1;
+          for (int64_t i = 0; i < g.kh; ++i) {
+            const int64_t ih = oh * g.sh - g.ph + i * g.dh;
+            if (ih < 0 || ih >= g.H) continue;
+            for (int64_t j = 0; j < g.kw; ++j) {
+              const int64_t iw = ow * g.sw - g.pw + j * g.dw;
+              if (iw < 0 || iw >= g.W) continue;
+              const T v = xp[ih * g.W + iw];
+              if (v > best || v != v || arg < 0) {
+                best = v;
+                arg = static_cast<Idx>(ih * g.W + iw);
+              }
+            }
+          }
+          at[static_cast<size_t>(ow)] = arg;
+        }
+        row(p, oh, static_cast<const Idx*>(at.data()));
+      }
+    }
+  });
+}
+
+template <typename T, typename Idx, typename Start, typename Row>
+void max_pool_argmax(const PoolGeom& g, const T* x, int threads, Start start, Row row) {
+  if (g.dilated()) max_pool_argmax_dilated<T, Idx>(g, x, threads, start, row);
+  else max_pool_argmax_rows<T, Idx>(g, x, threads, start, row);
+}
+
+// The forward of a dilated max pool: the values at the argmax.
+template <typename T>
+void max_pool_fwd_dilated(const PoolGeom& g, const T* x, T* y, int threads) {
+  max_pool_argmax<T, int64_t>(g, x, threads, [](int64_t) {}, [&](int64_t p, int64_t oh, const int64_t* at) {
+    T* yr = y + (p * g.OH + oh) * g.OW;
+    const T* xp = x + p * g.H * g.W;
+    for (int64_t ow = 0; ow < g.OW; ++ow) yr[ow] = at[ow] >= 0 ? xp[at[ow]] : -std::numeric_limits<T>::infinity();
   });
 }
 
@@ -202,7 +257,10 @@ void pool2d(KernelContext& c) {
   dispatch_float(c.input(0).dtype(), c.op.name(), [&]<typename T>() {
     Tensor x = dense<T>(c.input(0), c.num_threads);
     into<T>(out, c.num_threads, [&](T* y) {
-      if constexpr (IsMax) max_pool_fwd<T>(g, x.template data<T>(), y, c.num_threads);
+      if constexpr (IsMax) {
+        if (g.dilated()) max_pool_fwd_dilated<T>(g, x.template data<T>(), y, c.num_threads);
+        else max_pool_fwd<T>(g, x.template data<T>(), y, c.num_threads);
+      }
       else avg_pool_fwd<T>(g, x.template data<T>(), y, c.num_threads);
     });
   });

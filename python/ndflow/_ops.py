@@ -552,24 +552,25 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
                                          "dilation": _pair2(dilation, "dilation"), "groups": int(groups)})[0]
 
 
-@_export
-def max_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False):
+def _max_pool_attrs(kernel_size, stride, padding, ceil_mode, dilation):
     k = _pair2(kernel_size, "kernel_size")
-    s = k if stride is None else _pair2(stride, "stride")
-    return _C.call_op("max_pool2d", [input], {"kernel_size": k, "stride": s, "padding": _pair2(padding, "padding"),
-                                              "ceil_mode": bool(ceil_mode)})[0]
+    return {"kernel_size": k, "stride": k if stride is None else _pair2(stride, "stride"),
+            "padding": _pair2(padding, "padding"), "ceil_mode": bool(ceil_mode),
+            "dilation": _pair2(dilation, "dilation")}
 
 
 @_export
-def max_pool2d_indices(input, kernel_size, stride=None, padding=0, ceil_mode=False):
+def max_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, dilation=1):
+    return _C.call_op("max_pool2d", [input], _max_pool_attrs(kernel_size, stride, padding, ceil_mode, dilation))[0]
+
+
+@_export
+def max_pool2d_indices(input, kernel_size, stride=None, padding=0, ceil_mode=False, dilation=1):
     """Where max_pool2d's maxima come from (i64, max_pool2d's output shape):
     per output, the flat index h * W + w of its window's first maximum in
     the input plane, as torch's return_indices gives it."""
-    k = _pair2(kernel_size, "kernel_size")
-    s = k if stride is None else _pair2(stride, "stride")
-    return _C.call_op("max_pool2d_indices", [input], {"kernel_size": k, "stride": s,
-                                                      "padding": _pair2(padding, "padding"),
-                                                      "ceil_mode": bool(ceil_mode)})[0]
+    attrs = _max_pool_attrs(kernel_size, stride, padding, ceil_mode, dilation)
+    return _C.call_op("max_pool2d_indices", [input], attrs)[0]
 
 
 @_export

@@ -50,6 +50,13 @@ SampleList conv_samples() {
     s.push_back({"max_pool2d_indices", {x.to(DType::f32)},
                  Attrs{{"kernel_size", Ints{3, 3}}, {"stride", Ints{2, 2}}, {"padding", Ints{1, 1}}},
                  {tensor(std::vector<int64_t>{4, 3, 8, 7}, Shape{1, 1, 2, 2})}, false});
+    // 2x2 taps dilated by 2, stride 1: windows {3 2 7 6}, {1 9 7 1}, {5 0 2 3}, {4 8 7 6}.
+    const Attrs dilated{{"kernel_size", Ints{2, 2}}, {"stride", Ints{1, 1}}, {"dilation", Ints{2, 2}}};
+    s.push_back({"max_pool2d", {x}, dilated, {f64({1, 1, 2, 2}, {7, 9, 5, 8})}});
+    s.push_back({"max_pool2d_indices", {x}, dilated, {tensor(std::vector<int64_t>{8, 3, 4, 7}, Shape{1, 1, 2, 2})},
+                 false});
+    s.push_back({"max_pool2d_backward", {x, f64({1, 1, 2, 2}, {1, 2, 3, 4})}, dilated,
+                 {f64({1, 1, 4, 4}, {0, 0, 0, 2, 3, 0, 0, 4, 1, 0, 0, 0, 0, 0, 0, 0})}});
   }
   // max_pool2d 2x2 (stride = kernel); odd sizes drop the last row and column
   s.push_back({"max_pool2d", {rnd({2, 2, 5, 5}, 201)}, Attrs{{"kernel_size", Ints{2, 2}}, {"stride", Ints{}}, {"padding", Ints{0, 0}}, {"ceil_mode", false}}, {f64({2, 2, 2, 2}, {0.9067969701, 0.4246015062, 0.5847992087, 0.5211467703, -0.04451954698, 0.5461181846, 0.715079817, -0.4477743658, 0.7600316339, 0.9250928128, 0.7210952, 0.4454309459, 0.8783686251, -0.3276812405, 0.5363123113, 0.6938617685})}});

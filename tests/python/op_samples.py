@@ -525,16 +525,18 @@ add("avg_pool2d", [PX], lambda x: np_pool2d(x, (3, 3), (2, 2), (1, 1), "avg", Fa
     call=lambda x: nd.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False))
 
 
-def np_max_pool2d_indices(x, k, stride, padding):
+def np_max_pool2d_indices(x, k, stride, padding, dilation=(1, 1)):
     """Flat h * W + w of each window's first maximum (padding never wins)."""
     n, c, h, w = x.shape
-    oh = (h + 2 * padding[0] - k[0]) // stride[0] + 1
-    ow = (w + 2 * padding[1] - k[1]) // stride[1] + 1
+    span = [dilation[d] * (k[d] - 1) + 1 for d in range(2)]
+    oh = (h + 2 * padding[0] - span[0]) // stride[0] + 1
+    ow = (w + 2 * padding[1] - span[1]) // stride[1] + 1
     out = np.zeros((n, c, oh, ow), dtype=np.int64)
     for i in range(oh):
         for j in range(ow):
             r0, c0 = i * stride[0] - padding[0], j * stride[1] - padding[1]
-            rs, cs = range(max(r0, 0), min(r0 + k[0], h)), range(max(c0, 0), min(c0 + k[1], w))
+            rs = [r0 + a * dilation[0] for a in range(k[0]) if 0 <= r0 + a * dilation[0] < h]
+            cs = [c0 + b * dilation[1] for b in range(k[1]) if 0 <= c0 + b * dilation[1] < w]
             cells = [(r, q) for r in rs for q in cs]  # row-major: argmax takes the first maximum
             vals = np.stack([x[:, :, r, q] for r, q in cells], axis=-1)
             best = vals.argmax(-1)
@@ -545,6 +547,11 @@ def np_max_pool2d_indices(x, k, stride, padding):
 add("max_pool2d_indices", [PX], lambda x: np_max_pool2d_indices(x, (2, 2), (2, 2), (0, 0)), 2)
 add("max_pool2d_indices", [PX], lambda x: np_max_pool2d_indices(x, (3, 2), (1, 2), (1, 1)), (3, 2),
     stride=(1, 2), padding=1)
+add("max_pool2d_indices", [PX], lambda x: np_max_pool2d_indices(x, (2, 2), (1, 1), (1, 0), (2, 3)), 2,
+    stride=1, padding=(1, 0), dilation=(2, 3))
+add("max_pool2d", [PX], lambda x: np.take_along_axis(
+    x.reshape(2, 2, -1), np_max_pool2d_indices(x, (2, 2), (1, 1), (1, 0), (2, 3)).reshape(2, 2, -1), 2
+).reshape(2, 2, 5, 3), 2, stride=1, padding=(1, 0), dilation=(2, 3))
 PG = rnd(2, 2, 2, 3)
 add("max_pool2d_backward", [PX, PG], lambda x, g: np_max_pool2d_backward(x, g, (2, 2)),
     call=lambda x, g: nd.ops.max_pool2d_backward(x, g, kernel_size=[2, 2]))

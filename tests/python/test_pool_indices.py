@@ -26,13 +26,14 @@ def distinct(*shape, seed=0):
     return rng.permutation(int(np.prod(shape))).reshape(shape).astype(np.float64) / 7.0
 
 
-@pytest.mark.parametrize("k,s,p", [((2, 2), (2, 2), (0, 0)), ((3, 3), (1, 1), (1, 1)), ((3, 2), (2, 1), (1, 0)),
-                                   ((2, 3), (1, 2), (0, 1))])
-def test_indices_point_at_the_maxima(k, s, p):
+@pytest.mark.parametrize("k,s,p,d", [((2, 2), (2, 2), (0, 0), (1, 1)), ((3, 3), (1, 1), (1, 1), (1, 1)),
+                                     ((3, 2), (2, 1), (1, 0), (1, 1)), ((2, 3), (1, 2), (0, 1), (1, 1)),
+                                     ((2, 2), (1, 1), (1, 1), (2, 2)), ((3, 2), (2, 1), (1, 0), (2, 3))])
+def test_indices_point_at_the_maxima(k, s, p, d):
     x = distinct(2, 3, 7, 6)
-    y, idx = F.max_pool2d(nd.tensor(x), k, s, p, return_indices=True)
+    y, idx = F.max_pool2d(nd.tensor(x), k, s, p, dilation=d, return_indices=True)
     assert idx.dtype == nd.int64
-    want = np_max_pool2d_indices(x, k, s, p)
+    want = np_max_pool2d_indices(x, k, s, p, d)
     np.testing.assert_array_equal(idx.numpy(), want)
     # The values at those positions are the pooled maxima.
     picked = np.take_along_axis(x.reshape(2, 3, -1), want.reshape(2, 3, -1), axis=2).reshape(want.shape)
@@ -121,5 +122,22 @@ def test_module_repr_and_tuple_output():
     out = m(nd.zeros(1, 1, 4, 4))
     assert isinstance(out, tuple) and len(out) == 2
     assert "kernel_size=(2, 2)" in repr(nn.MaxUnpool2d(2))
-    with pytest.raises(NotImplementedError, match="dilation"):
-        nn.MaxPool2d(2, dilation=2)
+    assert "dilation=(2, 1)" in repr(nn.MaxPool2d(2, dilation=(2, 1)))
+    with pytest.raises(ValueError, match="dilation"):
+        nn.MaxPool2d(2, dilation=0)
+
+
+def test_dilated_max_pool_gradient_and_graph_mode():
+    x = nd.tensor(distinct(1, 2, 7, 7, seed=8)).requires_grad_()
+    pool = nn.MaxPool2d(3, stride=2, padding=1, dilation=2, ceil_mode=True)
+    y = pool(x)
+    g = np.random.default_rng(9).standard_normal(y.shape)
+    (y * nd.tensor(g)).sum().backward()
+    # The gradient lands on the maxima the indices name, summed where windows share one.
+    idx = F.max_pool2d(x.detach(), 3, 2, 1, dilation=2, ceil_mode=True, return_indices=True)[1].numpy()
+    want = np.zeros((1, 2, 49))
+    for c in range(2):
+        np.add.at(want[0, c], idx[0, c].ravel(), g[0, c].ravel())
+    np.testing.assert_allclose(x.grad.numpy(), want.reshape(1, 2, 7, 7), rtol=1e-12)
+    traced = nd.function(lambda t: pool(t))(x.detach())
+    np.testing.assert_array_equal(traced.numpy(), y.detach().numpy())

@@ -115,18 +115,24 @@ class _Pool2d(Module):
 
 
 class MaxPool2d(_Pool2d):
-    """Maximum over kh x kw windows (padding counts as -inf), as torch.nn.MaxPool2d
-    (dilation 1). return_indices: forward returns (values, indices), the
-    indices for MaxUnpool2d."""
+    """Maximum over kh x kw windows (padding counts as -inf), as
+    torch.nn.MaxPool2d; dilation spaces the window's taps. return_indices:
+    forward returns (values, indices), the indices for MaxUnpool2d."""
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
-        if _pair(dilation, "dilation") != (1, 1):
-            raise NotImplementedError("MaxPool2d: dilation other than 1")
         super().__init__(kernel_size, stride, padding, ceil_mode)
+        self.dilation = _pair(dilation, "dilation")
+        if min(self.dilation) < 1:
+            raise ValueError(f"MaxPool2d: dilation must be >= 1, got {dilation}")
         self.return_indices = bool(return_indices)
 
     def forward(self, x):
-        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, 1, self.ceil_mode, self.return_indices)
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
+                            self.return_indices)
+
+    def extra_repr(self):
+        s = super().extra_repr()
+        return s + (f", dilation={self.dilation}" if self.dilation != (1, 1) else "")
 
 
 class MaxUnpool2d(Module):

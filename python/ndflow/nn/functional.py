@@ -48,14 +48,12 @@ from .._ops import batch_norm, layer_norm, embedding  # noqa: E402,F401  (ops/no
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
-    """torch.nn.functional.max_pool2d (dilation 1). return_indices: also the
-    i64 flat index h * W + w of each maximum in its input plane, which
-    max_unpool2d takes."""
-    if dilation not in (1, (1, 1), [1, 1]):
-        raise NotImplementedError("max_pool2d: dilation other than 1")
-    y = _ops.max_pool2d(input, kernel_size, stride, padding, ceil_mode)
+    """torch.nn.functional.max_pool2d. return_indices: also the i64 flat
+    index h * W + w of each maximum in its input plane, which max_unpool2d
+    takes."""
+    y = _ops.max_pool2d(input, kernel_size, stride, padding, ceil_mode, dilation)
     if return_indices:
-        return y, _ops.max_pool2d_indices(input, kernel_size, stride, padding, ceil_mode)
+        return y, _ops.max_pool2d_indices(input, kernel_size, stride, padding, ceil_mode, dilation)
     return y
 
 
