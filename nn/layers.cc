@@ -88,14 +88,18 @@ std::string Conv2d::extra_repr() const {
 
 // ------------------------------------------------------------------ pooling
 
-MaxPool2d::MaxPool2d(Size2 k, std::optional<Size2> s, Size2 p, bool ceil)
-    : Module("MaxPool2d"), kernel_size(k), stride(s), padding(p), ceil_mode(ceil) {}
+MaxPool2d::MaxPool2d(Size2 k, std::optional<Size2> s, Size2 p, bool ceil, Size2 d)
+    : Module("MaxPool2d"), kernel_size(k), stride(s), padding(p), ceil_mode(ceil), dilation(d) {}
 
-Tensor MaxPool2d::forward(const Tensor& x) { return max_pool2d(x, kernel_size, stride, padding, ceil_mode); }
+Tensor MaxPool2d::forward(const Tensor& x) {
+  return max_pool2d(x, kernel_size, stride, padding, ceil_mode, dilation);
+}
 
 std::string MaxPool2d::extra_repr() const {
+  const bool dilated = dilation.h != 1 || dilation.w != 1;
   return str_cat("kernel_size=", size2_str(kernel_size), ", stride=", size2_str(stride.value_or(kernel_size)),
-                 ", padding=", size2_str(padding), ceil_mode ? ", ceil_mode=True" : "");
+                 ", padding=", size2_str(padding), dilated ? ", dilation=" + size2_str(dilation) : "",
+                 ceil_mode ? ", ceil_mode=True" : "");
 }
 
 AvgPool2d::AvgPool2d(Size2 k, std::optional<Size2> s, Size2 p, bool ceil, bool include_pad)

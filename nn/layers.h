@@ -63,7 +63,7 @@ class NDF_EXPORT Conv2d : public Module {
 class NDF_EXPORT MaxPool2d : public Module {
  public:
   explicit MaxPool2d(Size2 kernel_size, std::optional<Size2> stride = std::nullopt, Size2 padding = 0,
-                     bool ceil_mode = false);
+                     bool ceil_mode = false, Size2 dilation = 1);
   Tensor forward(const Tensor& x) override;
   std::string extra_repr() const override;
 
@@ -71,6 +71,7 @@ class NDF_EXPORT MaxPool2d : public Module {
   std::optional<Size2> stride;
   Size2 padding;
   bool ceil_mode;
+  Size2 dilation;
 };
 
 class NDF_EXPORT AvgPool2d : public Module {

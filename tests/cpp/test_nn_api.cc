@@ -140,6 +140,9 @@ TEST_CASE("layers: shapes and PyTorch's default initialization", "[nn]") {
   for (float v : cw) REQUIRE(std::abs(v) <= cb);
   CHECK(conv(zeros({2, 3, 9, 9})).shape() == Shape{2, 8, 5, 4});
   CHECK(nn::MaxPool2d(2)(zeros({2, 3, 9, 9})).shape() == Shape{2, 3, 4, 4});
+  nn::MaxPool2d dilated(2, 1, 0, false, 2);  // taps 2 apart: a 3x3 span
+  CHECK(dilated(zeros({1, 1, 5, 5})).shape() == Shape{1, 1, 3, 3});
+  CHECK(dilated.extra_repr().find(", dilation=2") != std::string::npos);
   CHECK(nn::AvgPool2d(3, 1, 1)(zeros({2, 3, 9, 9})).shape() == Shape{2, 3, 9, 9});
   CHECK(nn::Flatten()(zeros({2, 3, 4, 5})).shape() == Shape{2, 60});
 
