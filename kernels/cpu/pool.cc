@@ -192,8 +192,59 @@ void max_pool_fwd_dilated(const PoolGeom& g, const T* x, T* y, int threads) {
   });
 }
 
+// 2x2 windows that tile the input (stride 2, no padding or dilation, none
+// past the edge: the usual pool of a CNN) hold every input element at most
+// once, so dx is written once, window by window: no zero fill of the plane,
+// no scatter, and branch-free selects over a row of windows, which the
+// compiler vectorizes. Same first-maximum and NaN rules as max_pool_argmax.
+bool tiles_2x2(const PoolGeom& g) {
+  return g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && !g.dilated() &&
+         2 * g.OH <= g.H && 2 * g.OW <= g.W;
+}
+
+template <typename T>
+void max_pool_bwd_2x2(const PoolGeom& g, const T* x, const T* go, T* dx, int threads) {
+  const int64_t H = g.H, W = g.W, OW = g.OW;
+  parallel_for(g.NC, grain_for(2 * H * W), threads, [&](int64_t lo, int64_t hi) {
+    for (int64_t p = lo; p < hi; ++p) {
+      const T* xp = x + p * H * W;
+      T* dp = dx + p * H * W;
+      for (int64_t oh = 0; oh < g.OH; ++oh) {
+        const T *x0 = xp + 2 * oh * W, *x1 = x0 + W;
+        T *d0 = dp + 2 * oh * W, *d1 = d0 + W;
+        const T* gr = go + (p * g.OH + oh) * OW;
+#pragma omp simd
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          const T a = x0[2 * ow], b = x0[2 * ow + 1], c = x1[2 * ow], d = x1[2 * ow + 1];
+          T best = a;
+          int at = 0;
+          bool take = (b > best) | (b != b);
+          best = take ? b : best;
+          at = take ? 1 : at;
+          take = (c > best) | (c != c);
+          best = take ? c : best;
+          at = take ? 2 : at;
+          take = (d > best) | (d != d);
+          at = take ? 3 : at;
+          const T v = gr[ow];
+          d0[2 * ow] = at == 0 ? v : T(0);
+          d0[2 * ow + 1] = at == 1 ? v : T(0);
+          d1[2 * ow] = at == 2 ? v : T(0);
+          d1[2 * ow + 1] = at == 3 ? v : T(0);
+        }
+        if (W > 2 * OW) {  // an odd last column gets nothing
+          d0[W - 1] = T(0);
+          d1[W - 1] = T(0);
+        }
+      }
+      std::fill(dp + 2 * g.OH * W, dp + H * W, T(0));  // nor does an odd last row
+    }
+  });
+}
+
 template <typename T, typename Idx>
 void max_pool_bwd(const PoolGeom& g, const T* x, const T* go, T* dx, int threads) {
+  if (tiles_2x2(g)) return max_pool_bwd_2x2<T>(g, x, go, dx, threads);
   max_pool_argmax<T, Idx>(
       g, x, threads, [&](int64_t p) { std::fill_n(dx + p * g.H * g.W, g.H * g.W, T(0)); },
       [&](int64_t p, int64_t oh, const Idx* at) {

@@ -141,3 +141,22 @@ def test_dilated_max_pool_gradient_and_graph_mode():
     np.testing.assert_allclose(x.grad.numpy(), want.reshape(1, 2, 7, 7), rtol=1e-12)
     traced = nd.function(lambda t: pool(t))(x.detach())
     np.testing.assert_array_equal(traced.numpy(), y.detach().numpy())
+
+
+@pytest.mark.parametrize("odd", [False, True])
+def test_max_pool_backward_routes_to_the_first_maximum_and_the_last_nan(odd):
+    """The 2x2/2 backward (its own kernel path) against the rules of the general one and torch's:
+    ties go to the first maximum in row-major order, a NaN wins and a later NaN wins over it;
+    an odd last row or column gets no gradient."""
+    x = np.array([[np.nan, 1, 2, np.nan], [3, np.nan, 5, 6], [1, 1, 4, 4], [1, 1, 4, 4]])
+    want = np.array([[0, 0, 0, 2], [0, 1, 0, 0], [3, 0, 4, 0], [0, 0, 0, 0]], dtype=np.float64)
+    if odd:
+        x = np.pad(x, ((0, 1), (0, 1)), constant_values=9.0)  # 5x5: the 9s are in no window
+        want = np.pad(want, ((0, 1), (0, 1)))
+    g = np.array([[1.0, 2.0], [3.0, 4.0]])
+    dx = nd.ops.max_pool2d_backward(nd.tensor(x[None, None]), nd.tensor(g[None, None]), kernel_size=[2, 2])
+    np.testing.assert_array_equal(dx.numpy()[0, 0], want)
+    # The same routing as the indices, which share the general argmax loop.
+    idx = F.max_pool2d(nd.tensor(x[None, None]), 2, return_indices=True)[1].numpy().ravel()
+    w = x.shape[1]
+    assert idx.tolist() == [1 * w + 1, 0 * w + 3, 2 * w + 0, 2 * w + 2]
