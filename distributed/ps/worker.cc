@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <list>
 #include <map>
 #include <unordered_map>
 
@@ -49,13 +50,53 @@ struct CachedRow {
   std::vector<float> data;
 };
 
+// The rows pull_rows fetched, at most `capacity`; the least recently used
+// one makes room (an embedding's hot rows stay while the cold ones cycle).
+class RowCache {
+ public:
+  // The row, marked as just used; null if absent.
+  CachedRow* find(int64_t row) {
+    auto it = rows_.find(row);
+    if (it == rows_.end()) return nullptr;
+    order_.splice(order_.begin(), order_, it->second.second);
+    return &it->second.first;
+  }
+  void put(int64_t row, CachedRow value, int64_t capacity) {
+    if (CachedRow* r = find(row)) {
+      *r = std::move(value);
+      return;
+    }
+    if (capacity <= 0) return;
+    while (int64_t(rows_.size()) >= capacity) {
+      rows_.erase(order_.back());
+      order_.pop_back();
+    }
+    order_.push_front(row);
+    rows_.emplace(row, std::make_pair(std::move(value), order_.begin()));
+  }
+  void erase(int64_t row) {
+    auto it = rows_.find(row);
+    if (it == rows_.end()) return;
+    order_.erase(it->second.second);
+    rows_.erase(it);
+  }
+  void clear() {
+    rows_.clear();
+    order_.clear();
+  }
+
+ private:
+  std::list<int64_t> order_;  // most recently used first
+  std::unordered_map<int64_t, std::pair<CachedRow, std::list<int64_t>::iterator>> rows_;
+};
+
 struct Entry {
   WorkerTable t;
   int64_t width = 1;     // floats per row
   uint64_t pushes = 0;   // this worker's pushes to the table: a fetch they overtook is not cached
   Tensor cached;         // the whole table, this process's own copy
   int64_t cached_slowest = 0;
-  std::unordered_map<int64_t, CachedRow> rows;  // rows fetched by pull_rows
+  RowCache rows;          // rows fetched by pull_rows
 };
 
 void add_into(float* dst, const float* src, int64_t n) {
@@ -255,8 +296,7 @@ Pending Worker::push_rows(const std::string& table, const Tensor& ids, const Ten
   if (s.mirrors_pushes(e)) {
     for (int64_t i = 0; i < k; ++i) {
       if (e.cached.defined()) add_into(e.cached.data<float>() + id[i] * W, row + i * W, W);
-      auto c = e.rows.find(id[i]);
-      if (c != e.rows.end()) add_into(c->second.data.data(), row + i * W, W);
+      if (CachedRow* c = e.rows.find(id[i])) add_into(c->data.data(), row + i * W, W);
     }
   } else if (s.applied_at_once(e)) {
     e.cached = Tensor();
@@ -327,10 +367,10 @@ Pending Worker::pull_rows(const std::string& table, const Tensor& ids) {
   std::vector<std::vector<int64_t>> fetch(e.t.layout.shards.size());
   for (int64_t i = 0; i < k; ++i) {
     if (cache && s.opt.cache_rows > 0) {
-      auto c = e.rows.find(id[i]);
-      if (c != e.rows.end() && s.fresh_enough(e, c->second.slowest)) {
-        std::memcpy(dst + i * W, c->second.data.data(), W * sizeof(float));
-        p.slowest_ = std::min(p.slowest_, c->second.slowest);
+      CachedRow* c = e.rows.find(id[i]);
+      if (c && s.fresh_enough(e, c->slowest)) {
+        std::memcpy(dst + i * W, c->data.data(), W * sizeof(float));
+        p.slowest_ = std::min(p.slowest_, c->slowest);
         s.stats.row_hits++;
         continue;
       }
@@ -369,9 +409,8 @@ Pending Worker::pull_rows(const std::string& table, const Tensor& ids) {
     }
     if (cache && st->opt.cache_rows > 0 && e.pushes == gen) {
       for (const auto& [row, where] : fetched) {
-        if (int64_t(e.rows.size()) >= st->opt.cache_rows) e.rows.clear();  // full: start over
         const float* src = reply[where.first] + where.second * W;
-        e.rows[row] = CachedRow{slowest, std::vector<float>(src, src + W)};
+        e.rows.put(row, CachedRow{slowest, std::vector<float>(src, src + W)}, st->opt.cache_rows);
       }
     }
     return out;

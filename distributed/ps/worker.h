@@ -81,7 +81,7 @@ struct WorkerOptions {
   // (read-my-writes), exactly what the server would have been allowed to
   // answer. ASP tables bypass it (they have no bound to serve from).
   bool cache = true;
-  int64_t cache_rows = int64_t(1) << 20;  // rows kept per table for pull_rows; 0: none
+  int64_t cache_rows = int64_t(1) << 20;  // rows kept per table for pull_rows (least recently used out); 0: none
 };
 
 struct CacheStats {

@@ -338,3 +338,18 @@ TEST_CASE("ps worker: a failed request fails again on a second wait instead of h
   CHECK(std::chrono::steady_clock::now() - t0 < 100ms);
   CHECK(p.ready());
 }
+
+TEST_CASE("ps worker cache: a full row cache drops the least recently used row", "[ps]") {
+  auto server = make_server(1, {{.name = "e", .initial = zeros({6, 2}), .sync = Sync::ssp(3)}});
+  Worker w({.servers = {server->endpoint()}, .secret = kSecret, .cache_rows = 2});
+  w.add_table({LayoutPlanner(1, 0).place("e", {6, 2}), Sync::ssp(3)});
+  auto pull = [&](std::vector<int64_t> ids) { w.pull_rows("e", ids_of(std::move(ids))).wait(); };
+  pull({0, 1});  // 2 misses; the cache holds 0, 1
+  pull({0});     // hit: 0 is now the most recent
+  pull({2});     // miss: 1, the least recently used, makes room
+  pull({0});     // hit
+  CHECK(w.cache_stats().row_hits == 2);
+  pull({1});     // miss: it was dropped
+  CHECK(w.cache_stats().row_misses == 4);
+  CHECK(w.cache_stats().row_hits == 2);
+}
