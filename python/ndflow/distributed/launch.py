@@ -21,6 +21,13 @@ Every process finds its role and the job's addresses in its environment:
                             when the job succeeds, kept when it fails)
     NDFLOW_PS_HEARTBEAT_TIMEOUT   --heartbeat-timeout, when given
 
+Read by ndflow.distributed.ps when set (the launcher passes them through):
+
+    NDFLOW_PS_TIMEOUT           seconds a worker waits on a silent server (30)
+    NDFLOW_PS_CHECKPOINT_EVERY  server checkpoints every K clocks (unset: none)
+    NDFLOW_PS_SPLIT_BYTES       tables this large are split over the servers (1 MiB)
+    NDFLOW_PS_CACHE             0 turns the workers' read cache off (on)
+
 Supervision. A worker that exits 0 is done. A worker that exits non-zero or is
 killed by a signal is restarted with the same rank and the next incarnation,
 at most --max-restarts times (per process); the other processes are left
