@@ -252,9 +252,11 @@ NDF_EXPORT Tensor max_pool2d_indices(const Tensor& x, Size2 kernel_size,
                                      std::optional<Size2> stride = std::nullopt, Size2 padding = 0,
                                      bool ceil_mode = false, Size2 dilation = 1);
 // count_include_pad: padded positions count in the divisor (PyTorch's default).
+// divisor_override > 0: every window's sum is divided by it instead.
 NDF_EXPORT Tensor avg_pool2d(const Tensor& x, Size2 kernel_size,
                              std::optional<Size2> stride = std::nullopt, Size2 padding = 0,
-                             bool ceil_mode = false, bool count_include_pad = true);
+                             bool ceil_mode = false, bool count_include_pad = true,
+                             int64_t divisor_override = 0);
 
 // ------------------------------------------- normalization and embedding
 // PyTorch semantics (ops/norm.cc). Batch norm: x [N, C, *], statistics per

@@ -235,6 +235,9 @@ PoolAttrs pool_attrs(const Attrs& a, const std::string& op) {
   PoolAttrs p{pair_attr(a, op, "kernel_size", 1), a.get<Ints>("stride"), pair_attr(a, op, "padding", 0),
               a.get<bool>("ceil_mode")};
   if (a.has("dilation")) p.dilation = pair_attr(a, op, "dilation", 1);
+  if (a.has("divisor_override"))
+    NDF_CHECK(a.get<int64_t>("divisor_override") >= 0, ValueError, "[", op, "] divisor_override must be >= 0 "
+              "(0: divide by the window's size), got ", a.get<int64_t>("divisor_override"));
   if (p.stride.empty()) p.stride = p.kernel;  // PyTorch's stride=None
   else p.stride = pair_attr(a, op, "stride", 1);
   for (int d = 0; d < 2; ++d)
@@ -364,8 +367,10 @@ void register_conv_ops(OpRegistry& r) {
         return Grads{call_op1(op, {g.input(0), g.grad_output(0)}, g.attrs())};
       });
   pool_op(r, "avg_pool2d", "mean over kernel_size windows of each plane of x [N, C, H, W]; "
-                           "count_include_pad: padding counts in the divisor")
+                           "count_include_pad: padding counts in the divisor; divisor_override > 0: "
+                           "every window's sum is divided by it instead")
       .attr("count_include_pad", AttrType::Bool, true)
+      .attr("divisor_override", AttrType::Int, int64_t{0})
       .grad([](G g) {
         static const OpDef& op = op_def("avg_pool2d_backward");
         return Grads{call_op1(op, {g.input(0), g.grad_output(0)}, g.attrs())};
@@ -389,6 +394,7 @@ void register_conv_ops(OpRegistry& r) {
   pool_backward_op(r, "avg_pool2d_backward",
                    "gradient of avg_pool2d: grad spread evenly over each window; x gives only the shape")
       .attr("count_include_pad", AttrType::Bool, true)
+      .attr("divisor_override", AttrType::Int, int64_t{0})
       .saves({}, {})
       .grad([](G g) {
         static const OpDef& op = op_def("avg_pool2d");
@@ -430,12 +436,13 @@ Tensor max_pool2d_indices(const Tensor& x, Size2 kernel_size, std::optional<Size
 }
 
 Tensor avg_pool2d(const Tensor& x, Size2 kernel_size, std::optional<Size2> stride, Size2 padding,
-                  bool ceil_mode, bool count_include_pad) {
+                  bool ceil_mode, bool count_include_pad, int64_t divisor_override) {
   static const OpDef& op = op_def("avg_pool2d");
   return call_op1(op, {x}, Attrs{{"kernel_size", ints(kernel_size)},
                                  {"stride", stride ? ints(*stride) : Ints{}},
                                  {"padding", ints(padding)}, {"ceil_mode", ceil_mode},
-                                 {"count_include_pad", count_include_pad}});
+                                 {"count_include_pad", count_include_pad},
+                                 {"divisor_override", divisor_override}});
 }
 
 }  // namespace ndflow

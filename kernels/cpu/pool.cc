@@ -23,6 +23,7 @@ namespace {
 struct PoolGeom {
   int64_t NC, H, W, OH, OW, kh, kw, sh, sw, ph, pw;
   bool include_pad = true;
+  int64_t divisor = 0;     // avg pooling's divisor_override (0: the window's count)
   int64_t dh = 1, dw = 1;  // max pooling's dilation
   bool dilated() const { return dh != 1 || dw != 1; }
 };
@@ -32,6 +33,7 @@ PoolGeom pool_geom(const Shape& x, const Shape& y, const Attrs& a) {
   if (s.empty()) s = k;
   PoolGeom g{x[0] * x[1], x[2], x[3], y[2], y[3], k[0], k[1], s[0], s[1], p[0], p[1]};
   g.include_pad = a.get<bool>("count_include_pad", true);
+  g.divisor = a.get<int64_t>("divisor_override", 0);
   Ints d = pair_attr(a, "dilation", 1);
   g.dh = d[0];
   g.dw = d[1];
@@ -65,8 +67,13 @@ struct PoolPlan {
   PoolAxis h, w;
 };
 PoolPlan pool_plan(const PoolGeom& g) {
-  return {pool_axis(g.H, g.OH, g.kh, g.sh, g.ph, g.include_pad),
-          pool_axis(g.W, g.OW, g.kw, g.sw, g.pw, g.include_pad)};
+  PoolPlan pl{pool_axis(g.H, g.OH, g.kh, g.sh, g.ph, g.include_pad),
+              pool_axis(g.W, g.OW, g.kw, g.sw, g.pw, g.include_pad)};
+  if (g.divisor > 0) {  // divisor_override: one divisor for every window
+    std::fill(pl.h.count.begin(), pl.h.count.end(), static_cast<double>(g.divisor));
+    std::fill(pl.w.count.begin(), pl.w.count.end(), 1.0);
+  }
+  return pl;
 }
 
 // Calls row(plane, oh) for every output row, parallel over planes.

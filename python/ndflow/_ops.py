@@ -574,12 +574,15 @@ def max_pool2d_indices(input, kernel_size, stride=None, padding=0, ceil_mode=Fal
 
 
 @_export
-def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=0):
+    """divisor_override > 0: every window's sum is divided by it instead of the window's size."""
     k = _pair2(kernel_size, "kernel_size")
     s = k if stride is None else _pair2(stride, "stride")
     return _C.call_op("avg_pool2d", [input], {"kernel_size": k, "stride": s, "padding": _pair2(padding, "padding"),
                                               "ceil_mode": bool(ceil_mode),
-                                              "count_include_pad": bool(count_include_pad)})[0]
+                                              "count_include_pad": bool(count_include_pad),
+                                              "divisor_override": int(divisor_override)})[0]
 
 
 # ------------------------------------------------ normalization and embedding

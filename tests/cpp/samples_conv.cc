@@ -58,6 +58,16 @@ SampleList conv_samples() {
     s.push_back({"max_pool2d_backward", {x, f64({1, 1, 2, 2}, {1, 2, 3, 4})}, dilated,
                  {f64({1, 1, 4, 4}, {0, 0, 0, 2, 3, 0, 0, 4, 1, 0, 0, 0, 0, 0, 0, 0})}});
   }
+  // avg_pool2d with divisor_override 3: the 2x2 window sums of the 4x4 below (13, 19, 23, 16) divided by 3,
+  // and its backward: each window's gradient divided by 3, spread over the window.
+  {
+    const Tensor x = f64({1, 1, 4, 4}, {3, 1, 2, 9, 5, 4, 0, 8, 7, 7, 6, 1, 2, 7, 3, 6});
+    s.push_back({"avg_pool2d", {x}, Attrs{{"kernel_size", Ints{2, 2}}, {"divisor_override", int64_t{3}}},
+                 {f64({1, 1, 2, 2}, {13.0 / 3, 19.0 / 3, 23.0 / 3, 16.0 / 3})}});
+    s.push_back({"avg_pool2d_backward", {x, f64({1, 1, 2, 2}, {3, 6, 9, 12})},
+                 Attrs{{"kernel_size", Ints{2, 2}}, {"divisor_override", int64_t{3}}},
+                 {f64({1, 1, 4, 4}, {1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4})}});
+  }
   // max_pool2d 2x2 (stride = kernel); odd sizes drop the last row and column
   s.push_back({"max_pool2d", {rnd({2, 2, 5, 5}, 201)}, Attrs{{"kernel_size", Ints{2, 2}}, {"stride", Ints{}}, {"padding", Ints{0, 0}}, {"ceil_mode", false}}, {f64({2, 2, 2, 2}, {0.9067969701, 0.4246015062, 0.5847992087, 0.5211467703, -0.04451954698, 0.5461181846, 0.715079817, -0.4477743658, 0.7600316339, 0.9250928128, 0.7210952, 0.4454309459, 0.8783686251, -0.3276812405, 0.5363123113, 0.6938617685})}});
   s.push_back({"max_pool2d_backward", {rnd({2, 2, 5, 5}, 201), rnd({2, 2, 2, 2}, 204)}, Attrs{{"kernel_size", Ints{2, 2}}, {"stride", Ints{}}, {"padding", Ints{0, 0}}, {"ceil_mode", false}}, {f64({2, 2, 5, 5}, {0, 0, -0.2306362488, 0, 0, 0, -0.4514599839, 0, 0, 0, 0, 0.3144846271, 0, 0, 0, 0, 0, 0, -0.2093917321, 0, 0, 0, 0, 0, 0, 0, 0, 0.8868250995, 0, 0, 0, -0.5004077532, 0, 0, 0, 0, -0.8365636547, 0, 0, 0, 0, 0, 0, -0.4059306373, 0, 0, 0, 0, 0, 0, 0, 0.6530231323, 0, 0, 0, 0, 0, 0, 0.1515413277, 0, 0, -0.6793269157, 0, 0, 0, 0, 0, 0, 0.9950606925, 0, 0, 0, 0, 0, 0, 0, 0, -0.3119983873, 0, 0, 0, 0.8498051055, 0, 0, 0, 0, 0.700477359, 0, -0.1582223147, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})}});

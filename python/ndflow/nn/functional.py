@@ -1,8 +1,6 @@
 """Functional forms of the layers (torch.nn.functional spellings)."""
 import numbers
 
-import numpy as np
-
 from .. import _C, _ops
 from .._ops import softmax, log_softmax, relu, gelu, sigmoid, tanh, silu, leaky_relu  # noqa: F401
 
@@ -96,23 +94,8 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     """torch.nn.functional.avg_pool2d. ``divisor_override`` (a positive int):
     every window's sum is divided by it instead of by the window's size,
     whatever padding, ceil_mode and count_include_pad say."""
-    if divisor_override is None:
-        return _ops.avg_pool2d(input, kernel_size, stride, padding, ceil_mode, count_include_pad)
-    divisor_override = _check_divisor_override(divisor_override, "avg_pool2d")
-    k = _ops._pair2(kernel_size, "kernel_size")
-    s = k if stride is None else _ops._pair2(stride, "stride")
-    p = _ops._pair2(padding, "padding")
-    # The op has no divisor attribute, but its count_include_pad=False mean
-    # times the number of input elements in each window is the window sum.
-    # Those counts are known from the shapes alone, so the rescaling is one
-    # multiply by a constant [OH, OW] tensor (broadcast over N and C).
-    mean = _ops.avg_pool2d(input, k, s, p, ceil_mode, False)
-    rows = _window_counts(input.shape[-2], k[0], s[0], p[0], ceil_mode)
-    cols = _window_counts(input.shape[-1], k[1], s[1], p[1], ceil_mode)
-    scale = np.outer(rows, cols) / float(divisor_override)
-    if input.dtype != _C.dtype.bfloat16:  # built in input's dtype: no cast node in a traced graph
-        scale = scale.astype(_C.numpy_dtype(input.dtype))
-    return mean * _ops.tensor(scale, dtype=input.dtype)
+    divisor = 0 if divisor_override is None else _check_divisor_override(divisor_override, "avg_pool2d")
+    return _ops.avg_pool2d(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor)
 
 
 def _check_divisor_override(value, op):
@@ -121,30 +104,6 @@ def _check_divisor_override(value, op):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
         raise ValueError(f"{op}: divisor_override must be a positive int, got {value!r}")
     return int(value)
-
-
-def _pool_out_dim(size, k, s, p, ceil_mode):
-    """Output length of a pooling window along one axis, as ops/conv.cc's
-    pool_out_dim (PyTorch's pooling_output_shape)."""
-    if not ceil_mode:
-        return (size + 2 * p - k) // s + 1
-    out = -(-(size + 2 * p - k) // s) + 1
-    # ceil_mode may add a last window only if it starts inside the input or
-    # its left padding (a window wholly in the right padding is dropped).
-    if (out - 1) * s >= size + p:
-        out -= 1
-    return out
-
-
-def _window_counts(size, k, s, p, ceil_mode):
-    """Per output position along one axis, how many input (non-padding)
-    elements its window covers: the window [o*s - p, o*s - p + k) clipped to
-    [0, size), as kernels/cpu/pool.cc's pool_axis clips it."""
-    counts = []
-    for o in range(_pool_out_dim(size, k, s, p, ceil_mode)):
-        lo = o * s - p
-        counts.append(min(lo + k, size) - max(lo, 0))
-    return np.array(counts, dtype=np.float64)
 
 
 # ---------------------------------------------------------------- padding
